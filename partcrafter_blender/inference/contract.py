@@ -1,0 +1,146 @@
+"""The engine contract: what every engine takes, reports and returns.
+
+Pure Python + numpy; no bpy. The extension, the CLI, the server and the tests all
+speak in these types, so an engine plugs in anywhere once it implements `Engine`.
+
+Frame convention for every result: PartCrafter's normalised object frame, Y-up,
+all vertices inside [-1, 1]^3, the image plane facing the viewer (+Z towards the
+camera). The Blender importer converts to Z-up.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .errors import Cancelled
+
+MAX_PARTS = 16
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One image in, N parts out.
+
+    `image` is decoded RGBA uint8 pixels (H, W, 4), top row first. `image_sha256`
+    is the hash of the bytes the user chose (file or re-encoded Blender image), kept
+    for provenance. `num_parts=None` means Auto (the engine decides and says so).
+    """
+
+    image: np.ndarray
+    image_name: str = "image"
+    image_sha256: str = ""
+    num_parts: int | None = None
+    seed: int = 0
+    steps: int = 50
+    guidance: float = 7.0
+    quality: str = "standard"  # "draft" | "standard" | "high": engine-specific resolution knob
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4):
+            raise ValueError("GenerationRequest.image must be an RGBA uint8 array of shape (H, W, 4)")
+        if self.num_parts is not None and not (1 <= self.num_parts <= MAX_PARTS):
+            raise ValueError(f"num_parts must be between 1 and {MAX_PARTS}, or None for Auto")
+        if self.quality not in ("draft", "standard", "high"):
+            raise ValueError("quality must be 'draft', 'standard' or 'high'")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """`fraction` is overall progress in [0, 1]; `stage` a short machine word
+    ("preprocess", "segment", "denoise", "decode", "mesh", "upload", "queued", ...);
+    `message` is what a person reads."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class CancelToken:
+    """Cooperative cancellation: the caller sets it, the engine checks it often."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class PartMesh:
+    """One part: float32 vertices (V, 3) and int32 triangle faces (F, 3), with an
+    optional sRGB colour (r, g, b, a) in [0, 1] used for the part's material."""
+
+    name: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    color: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+
+
+@dataclass(frozen=True)
+class FailedPart:
+    """A part the engine could not produce (e.g. no surface found). Never replaced by a dummy."""
+
+    index: int
+    reason: str
+
+
+@dataclass
+class GenerationResult:
+    parts: list[PartMesh]
+    engine: str
+    engine_version: str
+    requested_parts: int | None
+    seed: int
+    steps: int
+    guidance: float
+    seconds: float = 0.0
+    failed_parts: list[FailedPart] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def produced_parts(self) -> int:
+        return len(self.parts)
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+class Engine(Protocol):
+    """What an engine implements. Engines are created per use through the registry."""
+
+    name: str  # registry name, e.g. "relief"
+    label: str  # what a person sees, e.g. "Relief (fast classical preview)"
+    is_preview: bool  # True for anything that is not the PartCrafter network
+
+    def availability(self) -> Availability: ...
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> GenerationResult: ...
