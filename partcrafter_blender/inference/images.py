@@ -74,7 +74,9 @@ def decode_image(
     if fmt is None:
         raise InputImageError(f"'{name}' is not a PNG, JPEG or WEBP image.")
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+        # The format plugin directly, not Image.open: its size check must be ours (clear
+        # message, configurable limit) and must happen before any pixel is decoded.
+        with _PLUGINS[fmt]()(io.BytesIO(data)) as im:
             w, h = im.size
             if w < 1 or h < 1:
                 raise InputImageError(f"'{name}' has no pixels.")
@@ -92,6 +94,27 @@ def decode_image(
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(f"'{name}' is damaged or truncated and cannot be decoded ({exc}).") from exc
     return LoadedImage(rgba=rgba, sha256=hashlib.sha256(data).hexdigest(), name=name, format=fmt)
+
+
+def _png_plugin():
+    from PIL import PngImagePlugin
+
+    return PngImagePlugin.PngImageFile
+
+
+def _jpeg_plugin():
+    from PIL import JpegImagePlugin
+
+    return JpegImagePlugin.JpegImageFile
+
+
+def _webp_plugin():
+    from PIL import WebPImagePlugin
+
+    return WebPImagePlugin.WebPImageFile
+
+
+_PLUGINS = {"PNG": _png_plugin, "JPEG": _jpeg_plugin, "WEBP": _webp_plugin}
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
