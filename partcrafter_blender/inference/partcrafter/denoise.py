@@ -1,0 +1,83 @@
+"""The sampling loop: rectified-flow Euler steps with classifier-free guidance.
+
+Follows the official pipeline (conformance README, pipeline/ and quirks 9, 16): the
+noise is drawn once as [N, num_tokens, C] from a CPU generator, both guidance halves
+see the same latents, the unconditional condition is all zeros and comes first.
+Latents stay float32 between steps whatever dtype the transformer runs in.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..contract import CancelToken
+from ..errors import Cancelled
+from .dit import PartCrafterDiT
+from .scheduler import RectifiedFlowScheduler
+
+# trace(step_index, tensors): tensors holds timestep, latents_in, noise_pred_raw,
+# noise_pred_guided and latents_out for that step (for conformance checks and debugging).
+StepTrace = Callable[[int, dict[str, torch.Tensor]], None]
+
+
+def initial_noise(num_parts: int, num_tokens: int, channels: int, seed: int) -> torch.Tensor:
+    """float32 noise on the CPU, identical to the official pipeline's draw for the same seed."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn([num_parts, num_tokens, channels], generator=generator, dtype=torch.float32)
+
+
+def _stop_requested(should_stop: Callable[[], bool] | None, cancel: CancelToken | None) -> bool:
+    return bool((cancel is not None and cancel.cancelled) or (should_stop is not None and should_stop()))
+
+
+@torch.no_grad()
+def denoise(
+    transformer: PartCrafterDiT,
+    scheduler: RectifiedFlowScheduler,
+    image_embeds: torch.Tensor,
+    *,
+    num_tokens: int,
+    num_steps: int,
+    guidance_scale: float,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cancel: CancelToken | None = None,
+    trace: StepTrace | None = None,
+) -> torch.Tensor:
+    """image_embeds [N, L, D] (one row per part) -> final latents [N, num_tokens, C], float32.
+
+    `progress(done, total)` is called after every step; `should_stop()` / `cancel` are checked
+    before every step and raise Cancelled.
+    """
+    device = image_embeds.device
+    dtype = transformer.proj_in.weight.dtype
+    n = image_embeds.shape[0]
+    guided = guidance_scale > 1.0
+    context = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if guided else image_embeds
+    context = context.to(dtype)
+
+    latents = initial_noise(n, num_tokens, transformer.config.in_channels, seed).to(device)
+    scheduler.set_timesteps(num_steps, device=device)
+    total = len(scheduler.timesteps)
+    for i, t in enumerate(scheduler.timesteps):
+        if _stop_requested(should_stop, cancel):
+            raise Cancelled()
+        model_in = torch.cat([latents, latents]) if guided else latents
+        timestep = t.expand(model_in.shape[0])
+        raw = transformer(model_in.to(dtype), timestep, context, num_parts=n).float()
+        if guided:
+            uncond, cond = raw.chunk(2)
+            velocity = uncond + guidance_scale * (cond - uncond)
+        else:
+            velocity = raw
+        latents_out = scheduler.step(velocity, t, latents)
+        if trace is not None:
+            trace(i, {"timestep": timestep, "latents_in": latents, "noise_pred_raw": raw,
+                      "noise_pred_guided": velocity, "latents_out": latents_out})
+        latents = latents_out
+        if progress is not None:
+            progress(i + 1, total)
+    return latents
