@@ -1,0 +1,1 @@
+"""Relief: the fast classical CPU preview engine (numpy + Pillow only)."""
