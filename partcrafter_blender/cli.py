@@ -1,0 +1,266 @@
+"""Command line: generate parts from an image into a .blend (and optionally a GLB).
+
+    python -m partcrafter_blender generate IMAGE [--parts N|auto] [--seed S] [--engine NAME]
+                                              [--out OUT.blend] [--glb OUT.glb] [--json]
+
+Works with the `bpy` module from PyPI and inside a real Blender:
+
+    blender --background --factory-startup --python /path/to/partcrafter_blender/cli.py -- generate IMAGE ...
+
+Exit status: 0 done, 2 bad arguments or unusable image, 3 engine unavailable,
+4 engine or import failed, 130 cancelled (Ctrl+C), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script by Blender (`--python cli.py`): import the package this file sits in.
+    import importlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    _cli = importlib.import_module(f"{Path(__file__).resolve().parent.name}.cli")
+    sys.exit(_cli.main())
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from .generation import GenerationOutcome, GenerationSettings, ImageInput, engine_factory, provenance, run_generation
+from .inference import (
+    MAX_PARTS,
+    Cancelled,
+    CancelToken,
+    EngineUnavailable,
+    InputImageError,
+    PartCrafterError,
+    PartMesh,
+    ProgressEvent,
+)
+from .inference.glb import write_glb
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
+
+
+class UsageError(PartCrafterError):
+    """Arguments that cannot work (checked before any slow step)."""
+
+
+def _parts_arg(text: str) -> int | None:
+    if text.lower() == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_PARTS} or 'auto', got '{text}'") from None
+    if not 1 <= n <= MAX_PARTS:
+        raise argparse.ArgumentTypeError(f"the number of parts must be from 1 to {MAX_PARTS} (or 'auto'), got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m partcrafter_blender", description="PartCrafter for Blender")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    gen = sub.add_parser("generate", help="generate a multi-part model from one image")
+    gen.add_argument("image", help="reference image (PNG, JPEG or WEBP)")
+    gen.add_argument("--parts", type=_parts_arg, default=None, metavar="N", help="number of parts, 1-16, or 'auto' (default)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--steps", type=int, default=50, help="denoising steps (neural engine)")
+    gen.add_argument("--guidance", type=float, default=7.0, help="guidance scale (neural engine)")
+    gen.add_argument("--quality", choices=("draft", "standard", "high"), default="standard")
+    gen.add_argument("--engine", default="relief", help="engine name (default: relief, the CPU preview)")
+    gen.add_argument("--engine-python", default="", metavar="PATH", help="run the engine in this Python interpreter")
+    gen.add_argument("--weights", default="", metavar="DIR", help="folder with the neural engine's weights")
+    gen.add_argument("--size", type=float, default=2.0, help="largest dimension of the result in metres (default 2)")
+    gen.add_argument("--out", metavar="OUT.blend", help="write the scene here (default: IMAGE_STEM.blend unless --glb)")
+    gen.add_argument("--glb", metavar="OUT.glb", help="also write the result as one GLB, one named node per part")
+    gen.add_argument("--json", action="store_true", help="print a one-line JSON summary on stdout")
+    gen.add_argument("--debug", action="store_true", help="print tracebacks for unexpected errors")
+    srv = gen.add_argument_group("server backend (the API key comes from PARTCRAFTER_API_KEY)")
+    srv.add_argument("--server", metavar="URL", help="generate on this PartCrafter server instead of locally")
+    srv.add_argument("--consent-upload", action="store_true", help="consent to upload the minimised image under the server's privacy policy")
+    srv.add_argument("--online-mode", action="store_true", help="allow a server that is not on this computer (as Blender's --online-mode)")
+    srv.add_argument("--ca-bundle", default="", metavar="PEM", help="certificate authorities to trust for the server")
+    srv.add_argument("--keep-on-server", action="store_true", help="do not delete the server's copy of the result")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        # Inside Blender the script's own arguments follow "--".
+        argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    try:
+        return _generate(args)
+    except Cancelled as exc:
+        return _fail(str(exc), EXIT_CANCELLED)
+    except (InputImageError, UsageError) as exc:
+        return _fail(str(exc), EXIT_INPUT)
+    except EngineUnavailable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
+    except PartCrafterError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("Cancelled by the user.", EXIT_CANCELLED)
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _fail(f"Unexpected error ({type(exc).__name__}: {exc}). Run again with --debug for details.", EXIT_UNEXPECTED)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"partcrafter: error: {message}", file=sys.stderr)
+    return code
+
+
+def _output_path(raw: str, suffix: str) -> Path:
+    path = Path(raw).expanduser().resolve()
+    if path.suffix.lower() != suffix:
+        raise UsageError(f"The output file must end in {suffix}: {raw}")
+    if path.is_dir():
+        raise UsageError(f"The output path is a folder: {raw}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"Cannot create the folder for {raw}: {exc.strerror or exc}") from exc
+    return path
+
+
+def _generate(args: argparse.Namespace) -> int:
+    image_path = Path(args.image).expanduser()
+    if not args.size > 0:
+        raise UsageError(f"--size must be positive, got {args.size}")
+    glb = _output_path(args.glb, ".glb") if args.glb else None
+    blend = _output_path(args.out or f"{image_path.stem}.blend", ".blend") if (args.out or not glb) else None
+
+    options: dict[str, Any] = {"allow_download": False}
+    if args.weights:
+        options["weights_path"] = str(Path(args.weights).expanduser().resolve())
+    settings = GenerationSettings(
+        num_parts=args.parts, seed=args.seed, steps=args.steps, guidance=args.guidance, quality=args.quality, options=options
+    )
+    server_run = _server_run(args) if args.server else None
+    make_engine = server_run.factory if server_run else engine_factory(args.engine, args.engine_python, options)
+    cancel = CancelToken()
+    with _cancel_on_sigint(cancel):
+        outcome = run_generation(ImageInput.from_file(str(image_path)), settings, make_engine, _ProgressPrinter(), cancel)
+    with _stdout_to_stderr(args.json):
+        summary = _write_scene(outcome, args.size, blend, glb)
+    if server_run:
+        warning = server_run.finish(outcome.result)  # delete the server copy unless --keep-on-server
+        if warning:
+            print(f"partcrafter: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, separators=(",", ":")), flush=True)
+    else:
+        names = ", ".join(p["name"] for p in summary["parts"])
+        print(f"{summary['collection']}: {len(summary['parts'])} parts ({names}) in {summary['seconds']:.1f} s")
+        for path in (blend, glb):
+            if path:
+                print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _server_run(args: argparse.Namespace) -> Any:
+    """Checked before the image is even read: URL, online access, consent flag."""
+    from .remote.gate import ServerConfig
+    from .remote.headless import HeadlessServerRun, blender_online_access
+
+    config = ServerConfig(
+        url=args.server,
+        ca_bundle=args.ca_bundle,
+        engine=args.engine,
+        keep_on_server=args.keep_on_server,
+    )
+    return HeadlessServerRun(config, args.consent_upload, args.online_mode or blender_online_access())
+
+
+def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None) -> dict[str, Any]:
+    import bpy  # after the slow part, so bad inputs fail fast
+
+    from .scene.build import build_parts, part_objects
+
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    result = outcome.result
+    collection = build_parts(
+        result.parts,
+        collection_name=outcome.image.name,
+        size=size,
+        provenance=provenance(outcome),
+        parent_collection=bpy.context.scene.collection,
+    )
+    objects = part_objects(collection)
+    if blend:
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+    if glb:
+        named = [PartMesh(obj.name, p.vertices, p.faces, p.color) for obj, p in zip(objects, result.parts, strict=True)]
+        glb.write_bytes(write_glb(named, extras=provenance(outcome)))
+    return {
+        "collection": collection.name,
+        "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],
+        "failed_parts": [{"index": f.index, "reason": f.reason} for f in result.failed_parts],
+        "engine": result.engine,
+        "engine_version": result.engine_version,
+        "seconds": round(outcome.seconds, 3),
+        "image_sha256": outcome.image.sha256,
+        "blend": str(blend) if blend else None,
+        "glb": str(glb) if glb else None,
+    }
+
+
+class _ProgressPrinter:
+    """Progress on stderr, one line per stage change or 10% step."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int] = ("", -1)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        step = int(event.fraction * 10)
+        if (event.stage, step) != self._last:
+            self._last = (event.stage, step)
+            print(f"[{event.fraction * 100:3.0f}%] {event.stage}: {event.message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
+    """First Ctrl+C asks the engine to stop cleanly; a second one interrupts."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        print("partcrafter: cancelling… (Ctrl+C again to stop at once)", file=sys.stderr, flush=True)
+        cancel.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Blender prints to the C-level stdout; keep stdout for the JSON line alone."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

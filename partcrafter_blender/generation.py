@@ -1,0 +1,164 @@
+"""One generation, start to finish, without bpy: image in, checked GenerationResult out.
+
+Shared by the generate operator (on its worker thread, or blocking in the
+background) and by the command line, so both decide "is this input usable" and
+"which engine runs" the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .inference import (
+    CancelToken,
+    Engine,
+    EngineFailed,
+    EngineUnavailable,
+    GenerationRequest,
+    GenerationResult,
+    ProgressCallback,
+    ProgressEvent,
+    create_engine,
+)
+from .inference.images import LoadedImage, decode_image, encode_png, read_image_file
+
+RELIEF_LABEL = "Relief (fast classical preview, not PartCrafter)"
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """Where the reference image comes from: bytes of a file, or pixels taken from a
+    Blender image (re-encoded as PNG so its SHA-256 is well defined)."""
+
+    name: str
+    data: bytes | None = None
+    rgba: np.ndarray | None = None
+
+    @classmethod
+    def from_file(cls, path: str, name: str | None = None) -> ImageInput:
+        from pathlib import Path
+
+        return cls(name=name or Path(path).stem, data=read_image_file(path))
+
+    def load(self) -> LoadedImage:
+        if self.data is not None:
+            return decode_image(self.data, name=self.name)
+        assert self.rgba is not None
+        return decode_image(encode_png(self.rgba), name=self.name)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    num_parts: int | None = None  # None = Auto
+    seed: int = 0
+    steps: int = 50
+    guidance: float = 7.0
+    quality: str = "standard"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationOutcome:
+    result: GenerationResult
+    image: LoadedImage
+    job_id: str
+    created: str  # ISO-8601 UTC, when the job started
+    seconds: float
+
+
+EngineFactory = Callable[[], Engine]
+
+
+def engine_factory(name: str, python_executable: str = "", options: dict[str, Any] | None = None) -> EngineFactory:
+    """Relief always runs in process; other engines run in the interpreter the user set
+    (worker process) when one is set, otherwise in process through the registry."""
+    if python_executable and name != "relief":
+
+        def make_worker() -> Engine:
+            try:
+                from .inference.worker import WorkerEngine
+            except ImportError as exc:
+                raise EngineUnavailable(f"The worker process runner is missing from this install: {exc}.") from exc
+            return WorkerEngine(python_executable, name, dict(options or {}))
+
+        return make_worker
+    return lambda: create_engine(name)
+
+
+def engine_label(name: str) -> str:
+    """What the panel shows for an engine, without loading it (loading may import torch)."""
+    if name == "relief":
+        return RELIEF_LABEL
+    if name == "partcrafter":
+        return "PartCrafter (neural network, local GPU)"
+    return name
+
+
+def run_generation(
+    image: ImageInput,
+    settings: GenerationSettings,
+    make_engine: EngineFactory,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> GenerationOutcome:
+    """Decode, check the engine, generate, and check the result has parts.
+
+    Raises the PartCrafterError family with messages meant for people.
+    """
+    report = progress or (lambda _e: None)
+    cancel = cancel or CancelToken()
+    started = time.perf_counter()
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report(ProgressEvent("preprocess", 0.0, "Reading the image"))
+    loaded = image.load()
+    cancel.raise_if_cancelled()
+    engine = make_engine()
+    available = engine.availability()
+    if not available.ok:
+        raise EngineUnavailable(available.reason or f"Engine '{engine.name}' is not available here.")
+    request = GenerationRequest(
+        image=loaded.rgba,
+        image_name=loaded.name,
+        image_sha256=loaded.sha256,
+        num_parts=settings.num_parts,
+        seed=settings.seed,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        quality=settings.quality,
+        options=dict(settings.options),
+    )
+    result = engine.generate(request, report, cancel)
+    cancel.raise_if_cancelled()
+    if not result.parts:
+        reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
+        raise EngineFailed(f"The engine produced no parts{' (' + reasons + ')' if reasons else ''}.")
+    seconds = time.perf_counter() - started
+    report(ProgressEvent("mesh", 1.0, "Done"))
+    job_id = str(result.metadata.get("job_id") or uuid.uuid4().hex)  # a server job keeps the server's id
+    return GenerationOutcome(result=result, image=loaded, job_id=job_id, created=created, seconds=seconds)
+
+
+def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
+    """Custom properties stored on every part object (all values Blender can store)."""
+    r = outcome.result
+    return {
+        "engine": r.engine,
+        "engine_version": r.engine_version,
+        "seed": int(r.seed),
+        "steps": int(r.steps),
+        "guidance": float(r.guidance),
+        # 0 stands for Auto: ID properties cannot hold None.
+        "requested_parts": int(r.requested_parts or 0),
+        "produced_parts": int(r.produced_parts),
+        "failed_parts": len(r.failed_parts),
+        "image_sha256": outcome.image.sha256,
+        "job_id": outcome.job_id,
+        "created": outcome.created,
+        # Server backend: where it ran and under which consented policy.
+        **{key: str(r.metadata[key]) for key in ("backend", "server_host", "policy_version") if key in r.metadata},
+    }

@@ -1,0 +1,150 @@
+"""Generate Parts: reference image in, one collection of part objects out."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import bpy
+
+from ..generation import GenerationOutcome, GenerationSettings, ImageInput, engine_factory, provenance, run_generation
+from ..inference import MAX_PARTS, InputImageError
+from ..preferences import engine_options, get_preferences
+from ..scene.build import build_parts, part_objects
+from ..scene.sources import image_input_from_blender
+from ..ui.settings import QUALITY_ITEMS
+from ._job_mixin import JobOperatorMixin, job_state
+from ._select import select_result
+from .server_consent import finish_remote_import, server_engine_factory, server_poll_problem, uses_server
+
+# Operator properties a caller did not set are taken from the panel's scene settings.
+_FROM_SETTINGS = ("seed", "quality", "steps", "guidance")
+
+
+class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
+    """Generate a 3D model made of separate parts from one reference image"""
+
+    bl_idname = "partcrafter.generate"
+    bl_label = "Generate Parts"
+    bl_options = {"REGISTER", "UNDO"}
+
+    job_title = "Generating parts"
+
+    filepath: bpy.props.StringProperty(
+        name="Image File", description="Reference image (PNG, JPEG or WEBP)", subtype="FILE_PATH", options={"SKIP_SAVE"}
+    )
+    image_name: bpy.props.StringProperty(
+        name="Blender Image", description="Name of an image already loaded in Blender (instead of a file)", options={"SKIP_SAVE"}
+    )
+    num_parts: bpy.props.IntProperty(name="Parts", description="Number of parts; 0 for Auto", default=0, min=0, max=MAX_PARTS)
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
+    steps: bpy.props.IntProperty(name="Steps", default=50, min=1, max=200)
+    guidance: bpy.props.FloatProperty(name="Guidance", default=7.0, min=0.0, max=20.0)
+    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
+    engine: bpy.props.StringProperty(name="Engine", description="Engine name; empty for the one set in Preferences")
+    size: bpy.props.FloatProperty(
+        name="Size", description="Largest dimension; 0 for the Preferences' import size", default=0.0, min=0.0, unit="LENGTH"
+    )
+    # Server backend: explicit consent for runs without the interface, and what the consent dialog agreed to.
+    consent_upload: bpy.props.BoolProperty(
+        name="Consent to Upload",
+        description="Upload the image to the configured server without the consent dialog (headless runs); recorded in the consent ledger",
+        options={"SKIP_SAVE"},
+    )
+    consent_policy_version: bpy.props.StringProperty(options={"HIDDEN", "SKIP_SAVE"})
+    consent_sha256: bpy.props.StringProperty(options={"HIDDEN", "SKIP_SAVE"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    _size: float = 0.0
+    _location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not cls.job_poll(context):
+            return False
+        problem = server_poll_problem(context) if uses_server(context) else None
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        self._take_panel_settings(context)
+        if not self.filepath and not self.image_name:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
+
+    def _take_panel_settings(self, context: bpy.types.Context) -> None:
+        settings = context.scene.partcrafter
+        is_set = self.properties.is_property_set
+        if not is_set("filepath") and not is_set("image_name"):
+            if settings.source == "IMAGE" and settings.image is not None:
+                self.image_name = settings.image.name
+            elif settings.source == "FILE" and settings.image_path:
+                self.filepath = settings.image_path
+        if not is_set("num_parts"):
+            self.num_parts = 0 if settings.auto_parts else settings.num_parts
+        for name in _FROM_SETTINGS:
+            if not is_set(name):
+                setattr(self, name, getattr(settings, name))
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., GenerationOutcome]:
+        prefs = get_preferences(context)
+        engine_name = self.engine or prefs.engine
+        self._size = self.size or prefs.import_size
+        self._location = tuple(context.scene.cursor.location)
+        image = self._image_input()
+        options = engine_options(prefs)
+        settings = GenerationSettings(
+            num_parts=self.num_parts or None,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            quality=self.quality,
+            options=options,
+        )
+        if uses_server(context):
+            make_engine = server_engine_factory(self, context, image)
+        else:
+            make_engine = engine_factory(engine_name, bpy.path.abspath(prefs.python_executable), options)
+        return lambda progress, cancel: run_generation(image, settings, make_engine, progress, cancel)
+
+    def _image_input(self) -> ImageInput:
+        if self.image_name:
+            image = bpy.data.images.get(self.image_name)
+            if image is None:
+                raise InputImageError(f"There is no image named '{self.image_name}' in this file.")
+            return image_input_from_blender(image)
+        if self.filepath:
+            return ImageInput.from_file(bpy.path.abspath(self.filepath))
+        raise InputImageError("Choose a reference image first (a file or an image loaded in Blender).")
+
+    def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
+        result = outcome.result
+        collection = build_parts(
+            result.parts,
+            collection_name=outcome.image.name,
+            size=self._size,
+            provenance=provenance(outcome),
+            location=self._location,
+            parent_collection=context.scene.collection,
+        )
+        select_result(context, collection)
+        server_warning = finish_remote_import(context, result)
+        if server_warning:
+            self.report({"WARNING"}, server_warning)
+        summary = f"{collection.name}: {len(part_objects(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
+        job_state(context).last_result = summary
+        if result.failed_parts:
+            failed = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
+            self.report({"WARNING"}, f"{summary}. Not produced: {failed}")
+        else:
+            self.report({"INFO"}, summary)
+
+
+classes = (PARTCRAFTER_OT_generate,)
+
+
+def menu_items(layout: Any) -> None:
+    layout.operator(PARTCRAFTER_OT_generate.bl_idname, text="PartCrafter Parts from Image…", icon="MESH_MONKEY")

@@ -1,0 +1,223 @@
+"""The server backend inside Blender: settings, the consent gate, and the consent dialog.
+
+The generate operator calls `server_engine_factory()` from its job_prepare when the
+backend is Server. That function either returns an engine factory (consent is on
+record) or opens the consent dialog and raises `ConsentPending`; headless it
+refuses unless the caller said `consent_upload=True`. The dialog records Accept or
+Decline in the ledger; Accept re-runs generate with the consented policy version and
+image hash, Decline sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import bpy
+
+from ..generation import ImageInput
+from ..inference import Cancelled, GenerationResult
+from ..preferences import get_preferences
+from ..remote.client import ServerClient
+from ..remote.consent import ConsentLedger
+from ..remote.endpoint import online_access_problem, parse_server_url, resolve_api_key
+from ..remote.engine import RemoteEngine
+from ..remote.errors import InvalidServerURL
+from ..remote.gate import (
+    POLICY_TIMEOUT,
+    ServerConfig,
+    connect,
+    consent_question,
+    headless_refusal,
+    remote_engine,
+)
+from ..remote.keystore import load_key
+from ..remote.userdir import server_user_dir
+
+GENERATE_ARGS = ("filepath", "image_name", "num_parts", "seed", "steps", "guidance", "quality", "engine", "size")
+
+
+class ConsentPending(Cancelled):
+    """Generation paused for the consent dialog; nothing has been sent."""
+
+
+def server_config(context: bpy.types.Context | None = None, with_key: bool = True) -> ServerConfig:
+    prefs = get_preferences(context)
+    server = getattr(prefs, "server", None) or SimpleNamespace(
+        url="", ca_bundle="", engine="", ask_every_time=False, keep_on_server=False
+    )
+    return ServerConfig(
+        url=server.url,
+        api_key=load_key(server_user_dir()) if with_key else "",
+        ca_bundle=bpy.path.abspath(server.ca_bundle) if server.ca_bundle else "",
+        engine=server.engine,
+        ask_every_time=server.ask_every_time,
+        keep_on_server=server.keep_on_server,
+    )
+
+
+def uses_server(context: bpy.types.Context | None = None) -> bool:
+    return get_preferences(context).backend == "SERVER"
+
+
+def server_poll_problem(context: bpy.types.Context) -> str | None:
+    """Why a job that talks to the server cannot start now (for operators' poll)."""
+    try:
+        endpoint = parse_server_url(server_config(context, with_key=False).url)
+    except InvalidServerURL as exc:
+        return str(exc)
+    return online_access_problem(endpoint, bool(bpy.app.online_access))
+
+
+def connect_from_preferences(context: bpy.types.Context | None = None, url: str = "") -> ServerClient:
+    """A client for the preferences' server (or `url`, e.g. a pending job's server), same key and rules."""
+    config = server_config(context)
+    if url:
+        config = ServerConfig(**{**config.__dict__, "url": url})
+    return connect(config, bool(bpy.app.online_access))
+
+
+def server_engine_factory(op: Any, context: bpy.types.Context, image: ImageInput) -> Callable[[], RemoteEngine]:
+    """Main thread, from the generate operator's job_prepare. See the module docstring."""
+    config = server_config(context)
+    directory = server_user_dir()
+    client = connect(config, bool(bpy.app.online_access))
+    if op.consent_upload:
+        engine = remote_engine(client, config, directory, consent_via="operator property consent_upload")
+        return lambda: engine
+    if op.consent_policy_version:
+        engine = remote_engine(
+            client,
+            config,
+            directory,
+            policy_version=op.consent_policy_version,
+            consented_sha256=op.consent_sha256 or None,
+        )
+        return lambda: engine
+    if bpy.app.background or context.window is None:
+        raise headless_refusal(client.host, "consent_upload=True (operator) or --consent-upload (command line)")
+    ledger = ConsentLedger(directory)
+    policy_client = connect(config, bool(bpy.app.online_access), POLICY_TIMEOUT)
+    question, ask = consent_question(policy_client, ledger, image.load().rgba, config.ask_every_time)
+    if not ask:
+        engine = remote_engine(client, config, directory, policy_version=question.policy.version)
+        return lambda: engine
+    args = {name: getattr(op, name) for name in GENERATE_ARGS}
+    bpy.ops.partcrafter.server_consent(
+        "INVOKE_DEFAULT",
+        host=question.host,
+        server=question.server,
+        policy_version=question.policy.version,
+        policy_url=question.policy.url,
+        input_retention=question.policy.input_retention,
+        result_retention_days=question.policy.result_retention_days or 0,
+        max_retention_days=question.policy.max_retention_days or 0,
+        encryption=question.policy.encryption,
+        sha256=question.upload.sha256,
+        width=question.upload.width,
+        height=question.upload.height,
+        size=question.upload.size,
+        ask_every_time=config.ask_every_time,
+        generate_args=json.dumps(args),
+    )
+    raise ConsentPending(f"Waiting for your answer in the consent dialog; nothing has been sent to {question.host}.")
+
+
+def finish_remote_import(context: bpy.types.Context, result: GenerationResult) -> str:
+    """After the import: delete the server copy unless kept, forget the pending job."""
+    if result.metadata.get("backend") != "server":
+        return ""
+    config = server_config(context)
+    try:
+        client = ServerClient(str(result.metadata["server"]), resolve_api_key(config.api_key), ca_bundle=config.ca_bundle)
+    except InvalidServerURL as exc:
+        return str(exc)
+    engine = remote_engine(client, config, server_user_dir())
+    return engine.finish(result)
+
+
+class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
+    """Review exactly what will be sent to the server, under which policy, and agree or decline"""
+
+    bl_idname = "partcrafter.server_consent"
+    bl_label = "Send Image to Server?"
+    bl_options = {"INTERNAL"}
+
+    host: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    server: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    policy_version: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    policy_url: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    input_retention: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    result_retention_days: bpy.props.IntProperty(options={"SKIP_SAVE"})
+    max_retention_days: bpy.props.IntProperty(options={"SKIP_SAVE"})
+    encryption: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    sha256: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    width: bpy.props.IntProperty(options={"SKIP_SAVE"})
+    height: bpy.props.IntProperty(options={"SKIP_SAVE"})
+    size: bpy.props.IntProperty(options={"SKIP_SAVE"})
+    ask_every_time: bpy.props.BoolProperty(options={"SKIP_SAVE"})
+    generate_args: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    decision: bpy.props.EnumProperty(
+        items=[("ACCEPT", "Accept", "Upload the image"), ("DECLINE", "Decline", "Send nothing")],
+        default="ACCEPT",
+        options={"SKIP_SAVE"},
+    )
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        return context.window_manager.invoke_props_dialog(
+            self, width=480, title=f"Send this image to {self.host}?", confirm_text="Accept and Upload", cancel_default=True
+        )
+
+    def draw(self, _context: bpy.types.Context) -> None:
+        col = self.layout.column(align=True)
+        col.label(text=f"Destination: {self.host}", icon="WORLD")
+        col.label(text=f"What is sent: one PNG, {self.width} x {self.height} px, {self.size:,} bytes", icon="IMAGE_DATA")
+        col.label(text="Metadata (EXIF, GPS, colour profile) removed; downscaled to at most 1024 px.")
+        col.label(text="Nothing else: no scene, no file names, no other images.")
+        col.separator()
+        col.label(text=f"Privacy policy version {self.policy_version}", icon="INFO")
+        col.label(text=f"Your image: {self.input_retention or 'see the policy'}")
+        col.label(text=f"Results kept {self.result_retention_days} days; everything erased after {self.max_retention_days} days.")
+        if self.encryption:
+            col.label(text=f"Storage: {self.encryption}")
+        col.label(text=f"Read the policy: {self.policy_url or 'the server did not give an address'}")
+        if self.policy_url:
+            col.operator("wm.url_open", text="Open Privacy Policy", icon="URL").url = self.policy_url
+        col.separator()
+        if self.ask_every_time:
+            col.label(text="You will be asked again before every upload (preferences).")
+        else:
+            col.label(text="You will be asked again if this server's policy changes.")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        accepted = self.decision == "ACCEPT"
+        self._record(accepted)
+        if not accepted:
+            self.report({"INFO"}, f"Declined: nothing was sent to {self.host}.")
+            return {"CANCELLED"}
+        args = json.loads(self.generate_args or "{}")
+        mode = "INVOKE_DEFAULT" if context.window is not None and not bpy.app.background else "EXEC_DEFAULT"
+        return bpy.ops.partcrafter.generate(
+            mode, **args, consent_policy_version=self.policy_version, consent_sha256=self.sha256
+        )
+
+    def cancel(self, _context: bpy.types.Context) -> None:
+        """The dialog was dismissed: a decline, recorded; nothing is sent."""
+        self._record(False)
+
+    def _record(self, accepted: bool) -> None:
+        ConsentLedger(server_user_dir()).record(
+            host=self.host,
+            server=self.server,
+            policy_version=self.policy_version,
+            decision="accepted" if accepted else "declined",
+            sha256=self.sha256,
+            width=self.width,
+            height=self.height,
+            size=self.size,
+            via="ask-every-time dialog" if self.ask_every_time else "dialog",
+        )
+
+
+classes = (PARTCRAFTER_OT_server_consent,)

@@ -1,0 +1,111 @@
+"""Unfinished server jobs (they survive a Blender restart): resume one, or cancel it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import bpy
+import numpy as np
+
+from ..generation import GenerationOutcome, provenance
+from ..inference.images import LoadedImage
+from ..preferences import get_preferences
+from ..remote.errors import JobNotFound, RemoteError
+from ..remote.gate import remote_engine
+from ..remote.pending import PendingJob, PendingJobs
+from ..remote.userdir import server_user_dir
+from ..scene.build import build_parts, part_objects
+from ._job_mixin import JobOperatorMixin, job_state
+from ._select import select_result
+from .server_consent import connect_from_preferences, finish_remote_import, server_config
+
+
+def _pending(server: str, job_id: str) -> PendingJob:
+    job = PendingJobs(server_user_dir()).get(server, job_id)
+    if job is None:
+        raise RemoteError(f"Job {job_id} is no longer in the list of unfinished jobs.")
+    return job
+
+
+class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
+    """Wait for an unfinished server job and import its result like a fresh one"""
+
+    bl_idname = "partcrafter.server_resume"
+    bl_label = "Resume Server Job"
+    bl_options = {"REGISTER", "UNDO"}
+
+    job_title = "Resuming server job"
+
+    job_id: bpy.props.StringProperty(name="Job", options={"SKIP_SAVE"})
+    server: bpy.props.StringProperty(name="Server", options={"SKIP_SAVE"})
+
+    _pending_job: PendingJob | None = None
+    _size: float = 2.0
+    _location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return cls.job_poll(context)
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., GenerationOutcome]:
+        pending = _pending(self.server, self.job_id)
+        client = connect_from_preferences(context, url=pending.server)
+        engine = remote_engine(client, server_config(context), server_user_dir(), policy_version=pending.policy_version)
+        self._pending_job = pending
+        self._size = get_preferences(context).import_size
+        self._location = tuple(context.scene.cursor.location)
+        # The pixels stay on this computer and are not needed again; provenance keeps the hash.
+        image = LoadedImage(rgba=np.zeros((1, 1, 4), np.uint8), sha256=pending.image_sha256, name=pending.image_name, format="PNG")
+
+        def work(progress: Any, cancel: Any) -> GenerationOutcome:
+            started = time.perf_counter()
+            result = engine.resume(pending, progress, cancel)
+            return GenerationOutcome(
+                result=result, image=image, job_id=pending.job_id, created=pending.submitted_at, seconds=time.perf_counter() - started
+            )
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
+        collection = build_parts(
+            outcome.result.parts,
+            collection_name=outcome.image.name,
+            size=self._size,
+            provenance=provenance(outcome),
+            location=self._location,
+            parent_collection=context.scene.collection,
+        )
+        select_result(context, collection)
+        warning = finish_remote_import(context, outcome.result)
+        summary = f"{collection.name}: {len(part_objects(collection))} parts from server job {outcome.job_id}"
+        job_state(context).last_result = summary
+        self.report({"WARNING"} if warning else {"INFO"}, warning or summary)
+
+
+class PARTCRAFTER_OT_server_cancel_job(bpy.types.Operator):
+    """Cancel an unfinished job on the server and remove it from this list"""
+
+    bl_idname = "partcrafter.server_cancel_job"
+    bl_label = "Cancel Server Job"
+    bl_options = {"INTERNAL"}
+
+    job_id: bpy.props.StringProperty(name="Job", options={"SKIP_SAVE"})
+    server: bpy.props.StringProperty(name="Server", options={"SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        store = PendingJobs(server_user_dir())
+        try:
+            pending = _pending(self.server, self.job_id)
+            connect_from_preferences(context, url=pending.server).cancel(pending.job_id)
+        except JobNotFound:
+            pass  # already gone on the server: nothing left to cancel
+        except RemoteError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        store.remove(self.server, self.job_id)
+        self.report({"INFO"}, f"Cancelled job {self.job_id} on the server.")
+        return {"FINISHED"}
+
+
+classes = (PARTCRAFTER_OT_server_resume, PARTCRAFTER_OT_server_cancel_job)

@@ -1,0 +1,139 @@
+"""Add-on preferences and per-user folders."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import bpy
+
+from .generation import engine_label
+from .inference import DEFAULT_ENGINE, engine_names
+
+
+def _server_preferences() -> ModuleType | None:
+    """The server backend's settings, when that part of the extension is installed:
+    ui/server_preferences.py defines `ServerSettings` (a PropertyGroup, registered by
+    this module) and `draw_server_preferences(layout, settings, context)`."""
+    if not (Path(__file__).parent / "ui" / "server_preferences.py").is_file():
+        return None
+    return importlib.import_module(f"{__package__}.ui.server_preferences")
+
+
+_server = _server_preferences()
+
+DEFAULT_IMPORT_SIZE = 2.0
+
+# EnumProperty item strings must stay referenced while Blender shows them.
+_engine_items: list[tuple[str, str, str]] = []
+
+
+def _engine_enum_items(_self: Any, _context: Any) -> list[tuple[str, str, str]]:
+    # The default engine comes first: a dynamic enum's default is the first item.
+    names = sorted(engine_names(), key=lambda name: name != DEFAULT_ENGINE)
+    _engine_items[:] = [(name, engine_label(name), f"Generate with the '{name}' engine") for name in names]
+    return _engine_items
+
+
+def user_directory(*parts: str) -> Path:
+    """This extension's per-user folder (created), or a folder in Blender's config
+    directory when the package was loaded from a plain path (tests, development)."""
+    try:
+        base = Path(bpy.utils.extension_path_user(__package__, create=True))
+    except ValueError:
+        base = Path(bpy.utils.user_resource("CONFIG", path="partcrafter_blender", create=True))
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    backend: bpy.props.EnumProperty(
+        name="Backend",
+        items=[
+            ("LOCAL", "Local", "Run the engine on this computer"),
+            ("SERVER", "Server", "Send the image to a PartCrafter server (needs online access)"),
+        ],
+        default="LOCAL",
+    )
+    engine: bpy.props.EnumProperty(name="Engine", items=_engine_enum_items, description="Local engine to run")
+    python_executable: bpy.props.StringProperty(
+        name="Engine Python",
+        description="Python interpreter with torch installed that runs the neural engine in its own process "
+        "(empty: run it inside Blender)",
+        subtype="FILE_PATH",
+    )
+    weights_dir: bpy.props.StringProperty(
+        name="Weights Folder",
+        description="Folder holding the PartCrafter weights (empty: the PARTCRAFTER_WEIGHTS environment variable)",
+        subtype="DIR_PATH",
+    )
+    import_size: bpy.props.FloatProperty(
+        name="Import Size",
+        description="Largest dimension of an imported result",
+        default=DEFAULT_IMPORT_SIZE,
+        min=0.001,
+        soft_max=100.0,
+        subtype="DISTANCE",
+        unit="LENGTH",
+    )
+
+    if _server is not None:
+        server: bpy.props.PointerProperty(type=_server.ServerSettings)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "backend")
+        if self.backend == "LOCAL":
+            layout.prop(self, "engine")
+            col = layout.column()
+            col.active = self.engine != "relief"
+            col.prop(self, "python_executable")
+            col.prop(self, "weights_dir")
+        elif _server is None:
+            layout.label(text="Server settings are not available in this build.", icon="INFO")
+        else:
+            _server.draw_server_preferences(layout, self.server, context)
+        layout.prop(self, "import_size")
+
+
+def get_preferences(context: bpy.types.Context | None = None) -> Any:
+    """The add-on's preferences, or the defaults when the add-on is registered without
+    Blender's add-on manager (then there is no stored preferences block)."""
+    addon = (context or bpy.context).preferences.addons.get(__package__)
+    if addon is not None and addon.preferences is not None:
+        return addon.preferences
+    return SimpleNamespace(
+        backend="LOCAL",
+        engine=DEFAULT_ENGINE,
+        python_executable="",
+        weights_dir="",
+        import_size=DEFAULT_IMPORT_SIZE,
+    )
+
+
+def engine_options(prefs: Any) -> dict[str, Any]:
+    """Options every engine receives; `allow_download` follows Blender's online access.
+    Without a weights folder set, the engine's own default (PARTCRAFTER_WEIGHTS) applies."""
+    options: dict[str, Any] = {"allow_download": bool(bpy.app.online_access)}
+    if prefs.weights_dir:
+        options["weights_path"] = bpy.path.abspath(prefs.weights_dir)
+    return options
+
+
+classes = ((_server.ServerSettings,) if _server is not None else ()) + (PARTCRAFTER_AP_preferences,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

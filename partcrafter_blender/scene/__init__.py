@@ -1,0 +1,1 @@
+"""Everything that writes into a Blender scene (needs bpy)."""

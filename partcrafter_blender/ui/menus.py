@@ -1,0 +1,27 @@
+"""Menu entries (F3 searches menus): View3D > Add, and File > Import."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..operators import generate, import_parts
+
+
+def _add_menu(self: bpy.types.Menu, _context: bpy.types.Context) -> None:
+    self.layout.separator()
+    generate.menu_items(self.layout)
+
+
+def _import_menu(self: bpy.types.Menu, _context: bpy.types.Context) -> None:
+    import_parts.menu_items(self.layout)
+    generate.menu_items(self.layout)
+
+
+def register() -> None:
+    bpy.types.VIEW3D_MT_add.append(_add_menu)
+    bpy.types.TOPBAR_MT_file_import.append(_import_menu)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(_import_menu)
+    bpy.types.VIEW3D_MT_add.remove(_add_menu)

@@ -1,0 +1,178 @@
+"""`python -m partcrafter_blender generate` as a subprocess: real bpy, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from partcrafter_blender.inference.glb import read_glb_file
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DEMO = (REPO / ".." / "shared" / "images" / "np3_c25308e36b3a4c6d9745e01fb34a93a1.png").resolve()
+
+# The real entry point, with the test engines registered first (they are not built in).
+WITH_TEST_ENGINES = (
+    "import sys; sys.path[:0] = [sys.argv.pop(1), sys.argv.pop(1)];"
+    "import blender_fixture_engines; blender_fixture_engines.register_all();"
+    "from partcrafter_blender.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def cli(*args: str, cwd: Path, test_engines: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    if test_engines:
+        cmd = [sys.executable, "-c", WITH_TEST_ENGINES, str(REPO), str(HERE), *args]
+    else:
+        cmd = [sys.executable, "-m", "partcrafter_blender", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, code: int, message: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with almost no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def test_generate_writes_blend_and_glb_and_json(tmp_path):
+    proc = cli(
+        "generate", str(DEMO), "--parts", "4", "--seed", "3", "--engine", "fixed",
+        "--out", "out/demo.blend", "--glb", "out/demo.glb", "--json",
+        cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, "stdout holds the JSON line only"
+    summary = json.loads(lines[0])
+    names = [f"{DEMO.stem}.part_{i:02d}" for i in range(1, 5)]
+    assert summary["collection"] == DEMO.stem
+    assert [p["name"] for p in summary["parts"]] == names
+    assert {(p["vertices"], p["faces"]) for p in summary["parts"]} == {(8, 12)}
+    assert summary["engine"] == "fixed" and summary["seconds"] >= 0
+    blend = tmp_path / "out" / "demo.blend"
+    assert blend.read_bytes()[:7] == b"BLENDER"
+    glb_parts = read_glb_file(tmp_path / "out" / "demo.glb")
+    assert [p.name for p in glb_parts] == names
+    assert all(len(p.vertices) == 8 and len(p.faces) == 12 for p in glb_parts)
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (lambda d: d / "missing.png", 2, "Image file not found"),
+        (lambda d: _write(d / "notes.png", b"just some text, not pixels"), 2, "is not a PNG, JPEG or WEBP image"),
+        (lambda d: _write(d / "empty.png", b""), 2, "is empty (0 bytes)"),
+        (lambda d: _write(d / "huge.png", png_header_only(20000, 20000)), 2, "is 20000x20000 pixels"),
+        (lambda d: d, 2, "Expected an image file but got a folder"),
+    ],
+)
+def test_bad_images_fail_clearly(tmp_path, make, code, message):
+    proc = cli("generate", str(make(tmp_path)), "--engine", "fixed", cwd=tmp_path, test_engines=True)
+    assert_clean_failure(proc, code, message)
+    assert not list(tmp_path.glob("*.blend"))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--engine", "no_such_engine"], 3, "Unknown engine 'no_such_engine'"),
+        (["--engine", "unavailable"], 3, "needs hardware this machine does not have"),
+        (["--engine", "failing"], 4, "The test engine failed on purpose."),
+        (["--engine", "crashing"], 1, "Unexpected error (ZeroDivisionError"),
+        (["--engine", "fixed", "--parts", "17"], 2, "the number of parts must be from 1 to 16"),
+        (["--engine", "fixed", "--out", "scene.txt"], 2, "must end in .blend"),
+        (["--engine", "fixed", "--size", "0"], 2, "--size must be positive"),
+    ],
+)
+def test_engine_and_argument_failures_fail_clearly(tmp_path, args, code, message):
+    proc = cli("generate", str(DEMO), *args, cwd=tmp_path, test_engines=True)
+    assert_clean_failure(proc, code, message)
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path):
+    cmd = [sys.executable, "-c", WITH_TEST_ENGINES, str(REPO), str(HERE), "generate", str(DEMO), "--engine", "slow"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "SLOW-ENGINE-STARTED" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "Cancelled by the user." in rest and "Traceback" not in rest
+    assert not list(tmp_path.glob("*.blend"))
+
+
+def test_readme_job_with_relief(tmp_path):
+    """The README's main job, with the real default engine."""
+    if not (REPO / "partcrafter_blender" / "inference" / "relief" / "engine.py").is_file():
+        pytest.skip("the relief engine is not in this checkout yet")
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--out", "out/demo.blend", "--glb", "out/demo.glb", "--json",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["engine"] == "relief"
+    assert 1 <= len(summary["parts"]) <= 3
+    assert all(p["vertices"] > 0 and p["faces"] > 0 for p in summary["parts"])
+    assert (tmp_path / "out" / "demo.blend").is_file()
+    assert [p.name for p in read_glb_file(tmp_path / "out" / "demo.glb")] == [p["name"] for p in summary["parts"]]
+
+
+def test_script_form_as_blender_runs_it(tmp_path):
+    """`blender --background --python partcrafter_blender/cli.py -- generate ...` runs the
+    file as a script with its arguments after "--"; the bpy module runs it the same way."""
+    script = REPO / "partcrafter_blender" / "cli.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--", "generate", str(tmp_path / "missing.png")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert_clean_failure(proc, 2, "Image file not found")
+    if not (REPO / "partcrafter_blender" / "inference" / "relief" / "engine.py").is_file():
+        pytest.skip("the relief engine is not in this checkout yet")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--", "generate", str(DEMO), "--parts", "2", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["collection"] == DEMO.stem
+    assert (tmp_path / f"{DEMO.stem}.blend").is_file()
+
+
+def test_non_blender_modules_import_without_bpy(tmp_path):
+    code = (
+        "import sys\n"
+        "import partcrafter_blender, partcrafter_blender.inference, partcrafter_blender.generation\n"
+        "import partcrafter_blender.job_runner, partcrafter_blender.cli, partcrafter_blender.scene.sources\n"
+        "assert 'bpy' not in sys.modules, 'bpy was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
