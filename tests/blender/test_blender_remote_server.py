@@ -239,3 +239,18 @@ def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_p
     assert bpy.ops.partcrafter.server_delete_all() == {"FINISHED"}
     me = ServerClient(server.url, server.key).me()
     assert me["jobs"] == [] and me["stored_bytes"] == 0
+
+
+def test_api_key_is_never_written_into_a_blend_file(scene, prefs, server, tmp_path: Path) -> None:
+    import bpy
+
+    from partcrafter_blender.remote.keystore import KEY_FILE
+    from partcrafter_blender.remote.userdir import server_user_dir
+
+    assert prefs.server.api_key == server.key  # readable through the preferences field...
+    key_file = server_user_dir() / KEY_FILE
+    assert key_file.stat().st_mode & 0o777 == 0o600  # ...stored in a file only the user can read
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=False)
+    assert server.key.encode() not in blend.read_bytes()
+    assert "api_key" not in prefs.server.keys()  # no ID property holds it (userpref.blend stays clean)

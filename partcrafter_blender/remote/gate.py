@@ -1,0 +1,86 @@
+"""Before anything is uploaded: which server, with what key, and is there consent?
+
+Shared by the generate operator, the resume/data operators and the CLI, so all of
+them apply the same rules. No bpy: callers pass in Blender's online-access flag and
+the settings they read from the preferences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .client import DEFAULT_TIMEOUT, Policy, ServerClient
+from .consent import ConsentLedger
+from .endpoint import Endpoint, parse_server_url, require_online_access, resolve_api_key
+from .engine import RemoteEngine
+from .errors import ConsentRequired
+from .minimise import UploadImage, minimise_pixels
+from .pending import PendingJobs
+
+POLICY_TIMEOUT = (5.0, 10.0)  # the policy is fetched on Blender's main thread: keep it short
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    url: str
+    api_key: str = ""  # empty: PARTCRAFTER_API_KEY
+    ca_bundle: str = ""
+    engine: str = ""
+    ask_every_time: bool = False
+    keep_on_server: bool = False
+
+
+def connect(config: ServerConfig, online_access: bool, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> ServerClient:
+    """A client for the configured server, after the URL and online-access rules."""
+    endpoint: Endpoint = parse_server_url(config.url)
+    require_online_access(endpoint, online_access)
+    return ServerClient(endpoint, resolve_api_key(config.api_key), ca_bundle=config.ca_bundle, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class ConsentQuestion:
+    """Everything the consent dialog shows: where, what exactly, and under which policy."""
+
+    host: str
+    server: str
+    policy: Policy
+    upload: UploadImage
+
+
+def consent_question(client: ServerClient, ledger: ConsentLedger, rgba: np.ndarray, ask_every_time: bool) -> tuple[ConsentQuestion, bool]:
+    """Fetch the policy (no image is sent) and minimise the image; returns the
+    question and whether it must be asked (first upload, new policy, or ask-every-time)."""
+    policy = client.policy()
+    upload = minimise_pixels(rgba)
+    question = ConsentQuestion(host=client.host, server=client.endpoint.base_url, policy=policy, upload=upload)
+    return question, ledger.needs_consent(question.server, policy.version, ask_every_time)
+
+
+def headless_refusal(host: str, flag: str) -> ConsentRequired:
+    return ConsentRequired(
+        f"Nothing was uploaded: without the interface, PartCrafter sends an image to the server {host} only with "
+        f"explicit consent. Read the server's privacy policy, then run again with {flag}."
+    )
+
+
+def remote_engine(
+    client: ServerClient,
+    config: ServerConfig,
+    directory,
+    *,
+    policy_version: str = "",
+    consented_sha256: str | None = None,
+    consent_via: str | None = None,
+) -> RemoteEngine:
+    return RemoteEngine(
+        client,
+        policy_version=policy_version,
+        server_engine=config.engine,
+        consented_sha256=consented_sha256,
+        consent_via=consent_via,
+        pending=PendingJobs(directory),
+        ledger=ConsentLedger(directory),
+        keep_on_server=config.keep_on_server,
+    )

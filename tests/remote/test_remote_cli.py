@@ -1,0 +1,45 @@
+"""The command line with --server: consent only by flag, nothing sent without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from partcrafter_blender.inference.glb import read_glb_file
+from partcrafter_blender.remote.consent import ConsentLedger
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(args: list[str], user_dir: Path, key: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PARTCRAFTER_USER_DIR": str(user_dir), "PARTCRAFTER_API_KEY": key}
+    return subprocess.run(
+        [sys.executable, "-m", "partcrafter_blender", "generate", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_headless_without_consent_flag_uploads_nothing(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
+    out = run_cli([str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--glb", str(tmp_path / "o.glb")], user_dir, server.key)
+    assert out.returncode != 0
+    assert "Nothing was uploaded" in out.stderr and "--consent-upload" in out.stderr
+    assert "Traceback" not in out.stderr and server.key not in out.stderr
+    assert proxy.count() == 0 and not (tmp_path / "o.glb").exists()
+    assert ConsentLedger(user_dir).entries() == []
+
+
+def test_headless_with_consent_flag_generates_and_records(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
+    glb = tmp_path / "o.glb"
+    out = run_cli(
+        [str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "3", "--quality", "draft", "--glb", str(glb), "--json"],
+        user_dir,
+        server.key,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert len(summary["parts"]) == 3 and len(read_glb_file(glb)) == 3
+    assert proxy.count("POST", "/v1/jobs") == 1 and proxy.count("DELETE", "/v1/jobs/") == 1  # copy deleted after import
+    decisions = [(e.decision, e.via) for e in ConsentLedger(user_dir).entries()]
+    assert decisions[0] == ("accepted", "--consent-upload") and decisions[1][0] == "uploaded"
