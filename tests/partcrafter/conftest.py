@@ -20,6 +20,7 @@ CASE_FIXTURES = {
     "scheduler_case": ("scheduler", "cases"),
     "scheduler_schedule": ("scheduler", "schedules"),
     "preprocess_case": ("preprocess", "cases"),
+    "vae_case": ("vae", "cases"),
 }
 
 
