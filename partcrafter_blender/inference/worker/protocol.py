@@ -1,0 +1,142 @@
+"""What travels between the extension and the engine worker process.
+
+Parent -> child: JSON lines on the child's stdin. The first line is the job
+({"type": "generate", ...} or {"type": "check", ...}); later lines may be
+{"type": "cancel"}. Closing stdin also means cancel (the parent went away).
+
+Child -> parent: JSON lines on the child's stdout, one event each:
+{"type": "progress", "stage", "fraction", "message"}, then exactly one of
+{"type": "result", "meta": {...}} (arrays in result.npz in the job folder),
+{"type": "error", "kind", "message"} or {"type": "check", "report": {...}}.
+
+Arrays never go through the pipe: the image is image.npy and the meshes are
+result.npz, both in a private temporary folder the parent creates and deletes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contract import FailedPart, GenerationRequest, GenerationResult, PartMesh
+from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, PartCrafterError
+
+IMAGE_FILE = "image.npy"
+RESULT_FILE = "result.npz"
+STDERR_FILE = "stderr.log"
+
+# Errors that cross the process boundary as themselves; anything else becomes EngineFailed.
+ERROR_KINDS: dict[str, type[PartCrafterError]] = {
+    "Cancelled": Cancelled,
+    "EngineUnavailable": EngineUnavailable,
+    "EngineFailed": EngineFailed,
+    "InputImageError": InputImageError,
+}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return (json.dumps(message, default=_jsonable, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    message = json.loads(line)
+    if not isinstance(message, dict) or "type" not in message:
+        raise ValueError("not a protocol message")
+    return message
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata may hold numpy scalars, tuples or paths; keep what JSON can say."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def error_kind(exc: BaseException) -> str:
+    for kind, cls in ERROR_KINDS.items():
+        if type(exc) is cls:
+            return kind
+    for kind, cls in ERROR_KINDS.items():
+        if isinstance(exc, cls):
+            return kind
+    return "EngineFailed"
+
+
+def error_from(kind: str, message: str) -> PartCrafterError:
+    return ERROR_KINDS.get(kind, EngineFailed)(message)
+
+
+def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -> dict[str, Any]:
+    np.save(workdir / IMAGE_FILE, request.image, allow_pickle=False)
+    return {
+        "type": "generate",
+        "engine": engine,
+        "workdir": str(workdir),
+        "request": {
+            "image_name": request.image_name,
+            "image_sha256": request.image_sha256,
+            "num_parts": request.num_parts,
+            "seed": request.seed,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "quality": request.quality,
+            "options": request.options,
+        },
+    }
+
+
+def request_from_message(message: dict[str, Any]) -> GenerationRequest:
+    workdir = Path(message["workdir"])
+    image = np.load(workdir / IMAGE_FILE, allow_pickle=False)
+    return GenerationRequest(image=image, **message["request"])
+
+
+def write_result(result: GenerationResult, workdir: Path) -> dict[str, Any]:
+    """Arrays into result.npz; everything else into the returned metadata."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, part in enumerate(result.parts):
+        arrays[f"v{i}"] = part.vertices
+        arrays[f"f{i}"] = part.faces
+    np.savez(workdir / RESULT_FILE, **arrays)
+    return {
+        "parts": [{"name": p.name, "color": list(p.color) if p.color is not None else None} for p in result.parts],
+        "engine": result.engine,
+        "engine_version": result.engine_version,
+        "requested_parts": result.requested_parts,
+        "seed": result.seed,
+        "steps": result.steps,
+        "guidance": result.guidance,
+        "seconds": result.seconds,
+        "failed_parts": [{"index": f.index, "reason": f.reason} for f in result.failed_parts],
+        "metadata": result.metadata,
+    }
+
+
+def read_result(meta: dict[str, Any], workdir: Path) -> GenerationResult:
+    with np.load(workdir / RESULT_FILE, allow_pickle=False) as arrays:
+        parts = [
+            PartMesh(
+                name=p["name"],
+                vertices=arrays[f"v{i}"],
+                faces=arrays[f"f{i}"],
+                color=tuple(p["color"]) if p["color"] is not None else None,
+            )
+            for i, p in enumerate(meta["parts"])
+        ]
+    return GenerationResult(
+        parts=parts,
+        engine=meta["engine"],
+        engine_version=meta["engine_version"],
+        requested_parts=meta["requested_parts"],
+        seed=meta["seed"],
+        steps=meta["steps"],
+        guidance=meta["guidance"],
+        seconds=meta["seconds"],
+        failed_parts=[FailedPart(f["index"], f["reason"]) for f in meta["failed_parts"]],
+        metadata=meta["metadata"],
+    )

@@ -1,0 +1,120 @@
+"""WorkerEngine with real child processes: results, progress, cancel, crashes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from partcrafter_blender.inference import CancelToken, Cancelled, EngineFailed, EngineUnavailable
+from partcrafter_blender.inference.worker import WorkerEngine
+
+
+def test_result_equals_in_process_result(worker, request_for, fixture_engines):
+    request = request_for(num_parts=3, seed=11)
+    events = []
+    remote = worker(options={"extra": "x"}).generate(request, progress=events.append)
+    local = fixture_engines.FixtureEngine().generate(request)
+    assert [p.name for p in remote.parts] == [p.name for p in local.parts]
+    for a, b in zip(remote.parts, local.parts):
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        np.testing.assert_array_equal(a.faces, b.faces)
+        assert a.vertices.dtype == np.float32 and a.faces.dtype == np.int32
+        assert a.color == pytest.approx(b.color)
+    assert remote.failed_parts == local.failed_parts
+    assert (remote.seed, remote.steps, remote.guidance, remote.requested_parts) == (11, 50, 7.0, 3)
+    assert remote.metadata["mean"] == pytest.approx(float(request.image.mean()))
+    # the engine's options reach the child merged with the request's own
+    assert remote.metadata["options"] == {"extra": "x", "mode": "ok"}
+    assert events and events[0].stage == "start"
+    # the private job folder is gone afterwards
+    assert not Path(remote.metadata["workdir"]).exists()
+
+
+def test_progress_arrives_and_cancel_stops_the_child(worker, request_for):
+    cancel = CancelToken()
+    events = []
+
+    def on_progress(event):
+        events.append(event)
+        if len(events) == 5:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        worker().generate(request_for("slow"), progress=on_progress, cancel=cancel)
+    assert [e.stage for e in events[:2]] == ["start", "denoise"]
+    assert len(events) < 100  # stopped long before the 400 steps
+
+
+def test_child_ignoring_cancel_is_terminated(worker, request_for):
+    cancel = CancelToken()
+    threading.Timer(1.0, cancel.cancel).start()
+    with pytest.raises(Cancelled):
+        worker(cancel_grace_s=0.5).generate(request_for("stubborn"), cancel=cancel)
+
+
+def test_already_cancelled_request_never_starts(worker, request_for):
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        worker().generate(request_for("ok"), cancel=cancel)
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [("exit", "exited with code 3"), ("sigkill", "SIGKILL"), ("segfault", "SIGSEGV")],
+)
+def test_crashed_child_is_reported(worker, request_for, mode, words):
+    if sys.platform == "win32" and mode != "exit":
+        pytest.skip("POSIX signals")
+    with pytest.raises(EngineFailed) as err:
+        worker().generate(request_for(mode))
+    assert "local engine process" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_segfault_log_tail_is_in_the_message(worker, request_for):
+    if sys.platform == "win32":
+        pytest.skip("POSIX signals")
+    with pytest.raises(EngineFailed) as err:
+        worker().generate(request_for("segfault"))
+    assert "Fatal Python error" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "words"),
+    [
+        ("fail", EngineFailed, "No surface was found"),
+        ("unavailable", EngineUnavailable, "not configured"),
+        ("bug", EngineFailed, "ZeroDivisionError"),
+    ],
+)
+def test_engine_errors_cross_the_boundary(worker, request_for, mode, error, words):
+    with pytest.raises(error) as err:
+        worker().generate(request_for(mode))
+    assert type(err.value) is error
+    assert words in str(err.value)
+
+
+def test_stdout_chatter_does_not_break_the_protocol(worker, request_for):
+    result = worker().generate(request_for("noisy"))
+    assert len(result.parts) == 2
+
+
+def test_unknown_engine_in_child(request_for):
+    engine = WorkerEngine(sys.executable, "no-such-engine")
+    with pytest.raises(EngineUnavailable) as err:
+        engine.generate(request_for())
+    assert "Unknown engine 'no-such-engine'" in str(err.value)
+
+
+def test_missing_interpreter_is_unavailable(tmp_path, request_for):
+    engine = WorkerEngine(str(tmp_path / "python-missing"), "partcrafter")
+    availability = engine.availability()
+    assert not availability.ok and "does not exist" in availability.reason
+    with pytest.raises(EngineUnavailable):
+        engine.generate(request_for())
+    assert engine.label == "PartCrafter (neural, local GPU)" and engine.is_preview is False
