@@ -30,6 +30,21 @@ def reference_mask(rgba: np.ndarray) -> np.ndarray:
     return (255 - rgb).max(axis=2) > 16
 
 
+def test_relief_auto_counts_near_the_truth():
+    """Auto reads the count from visible structure; on most examples it lands near the
+    true part count (a preview engine cannot be exact on all of them)."""
+    close, report = 0, []
+    for path in EXAMPLES:
+        result = run(load_image(path).rgba, None)
+        auto = result.metadata["auto_parts"]
+        truth = expected_parts(path)
+        assert auto["count"] == len(result.parts)
+        assert auto["reason"].startswith(f"{auto['count']} part")
+        close += abs(auto["count"] - truth) <= max(2, 0.4 * truth)
+        report.append(f"{path.name[:8]}: {auto['count']} for {truth}")
+    assert close >= 0.7 * len(EXAMPLES), report
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name[:12])
 def test_relief_example_image(path):
     rgba = load_image(path).rgba

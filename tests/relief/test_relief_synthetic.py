@@ -138,3 +138,26 @@ def test_relief_photo_on_plain_wall():
     check_meshes(result, 2)
     sil = part_silhouettes(result, (h, w), side=w).any(axis=0)
     assert iou(sil, downsample_mask(figure_mask, sil.shape)) >= 0.90
+
+
+def test_relief_auto_splits_single_colour_ladder_at_its_junctions():
+    """One colour, so only shape can tell: rails and rungs meet at right angles."""
+    rungs = 5
+    img = np.full((600, 300, 4), 255, np.uint8)
+    rails = [np.zeros((600, 300), bool) for _ in range(2)]
+    rails[0][20:580, 60:76] = True
+    rails[1][20:580, 224:240] = True
+    pieces = list(rails)
+    for y in np.linspace(80, 520, rungs).astype(int):
+        rung = np.zeros((600, 300), bool)
+        rung[y : y + 12, 76:224] = True
+        pieces.append(rung)
+    for piece in pieces:
+        img[piece, :3] = (90, 60, 40)
+    result = run(img, None)
+    auto = result.metadata["auto_parts"]
+    assert auto["count"] == len(result.parts) == 2 + rungs
+    assert "junctions at an angle" in auto["reason"]
+    sil = part_silhouettes(result, (600, 300), side=600)
+    for piece in pieces:
+        assert (sil[:, piece].sum(axis=1).max() / piece.sum()) >= 0.8  # one part holds each piece

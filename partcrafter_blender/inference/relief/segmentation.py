@@ -1,13 +1,15 @@
 """Object pixels -> N parts.
 
-Superpixels are merged greedily on their region-adjacency graph. The merge cost is
-mostly perceptual colour difference (Lab, lightness down-weighted so shading does not
-split a part) plus the edge strength along the shared boundary; shape adds cut hints:
-regions of very different thickness (a handle against a body) and regions that touch
-only through a short neck merge late. Small regions get a discount so they merge first
-(no confetti). Auto stops when the cheapest merge would cross a clear boundary.
+Superpixels are merged greedily on their region-adjacency graph. The merge cost adds
+up evidence that two regions are different parts: a colour step (Lab, lightness
+down-weighted, and counted only as far as an edge along the shared boundary backs it,
+so shading and texture do not split a part), edge strength, a change of thickness (a
+handle against a body, a slat against a seat), a short neck, and pieces meeting at an
+angle (a rung on a rail: the joined L or T shape fills its moment ellipse far less than
+either piece). Small regions get a discount so they merge first (no confetti). Auto
+stops when the cheapest merge would cross a clear boundary, or when only separate
+pieces are left, and says which cues keep the parts apart.
 """
-
 from __future__ import annotations
 
 import heapq
@@ -23,8 +25,14 @@ from .superpixels import slic
 
 LIGHTNESS_WEIGHT = 0.5
 EDGE_WEIGHT = 0.5
-THICKNESS_WEIGHT = 6.0
+EDGE_GATE = 1.5  # a colour step counts at most this many times the edge strength along it
+THICKNESS_WEIGHT = 12.0
+THICK_SCALE = 0.1  # thickness saturates at this fraction of sqrt(object area)
 NECK_WEIGHT = 6.0
+ANGLE_WEIGHT = 12.0
+# Names of the cues behind Graph.terms, for Auto's explanation.
+CUES = ("colour or edge seam", "thickness change", "narrow neck", "junction at an angle")
+_PLURAL = {"junction at an angle": "junctions at an angle"}
 AUTO_THRESHOLD = 18.0  # merge cost (about a Delta-E) above which Auto stops merging
 AUTO_SHARE = 14  # Auto discounts regions smaller than half of 1/AUTO_SHARE of the object
 
@@ -42,6 +50,19 @@ class _Region:
     lab: tuple[float, float, float]  # summed Lab
     thickness: float
     xy: tuple[float, float]  # summed x, y
+    second: tuple[float, float, float]  # summed x*x, y*y, x*y (for the region's shape)
+
+
+def _compactness(size: float, xy: tuple[float, float], second: tuple[float, float, float]) -> float:
+    """Area over the area of the region's moment ellipse: 1 for a disc, 0.95 for any
+    rectangle or bar, small for L, T and comb shapes (pieces that meet at an angle)."""
+    mx, my = xy[0] / size, xy[1] / size
+    vxx = second[0] / size - mx * mx + 1.0 / 12.0
+    vyy = second[1] / size - my * my + 1.0 / 12.0
+    vxy = second[2] / size - mx * my
+    det = max(vxx * vyy - vxy * vxy, 1e-12)
+    return min(1.0, size / (4.0 * math.pi * math.sqrt(det)))
+
 
 
 def segment(
@@ -110,6 +131,7 @@ class _Graph:
         self.alive = len(regions)
         self.version = [0] * len(regions)
         self.share = 0.5 * area  # sizes below this merge at a discount; set per request
+        self.thick_cap = THICK_SCALE * math.sqrt(area)
 
     @classmethod
     def build(
@@ -123,6 +145,8 @@ class _Graph:
         labsum = np.stack([np.bincount(idx, lab[..., k].ravel()[on], minlength=count) for k in range(3)], axis=1)
         ys, xs = np.divmod(np.nonzero(on)[0], w)
         xysum = np.stack([np.bincount(idx, xs, minlength=count), np.bincount(idx, ys, minlength=count)], axis=1)
+        xf, yf = xs.astype(np.float64), ys.astype(np.float64)
+        second = np.stack([np.bincount(idx, m, minlength=count) for m in (xf * xf, yf * yf, xf * yf)], axis=1)
         dist = distance_to_background(mask).ravel()[on]
         thick = np.zeros(count)
         np.maximum.at(thick, idx, dist)
@@ -143,32 +167,58 @@ class _Graph:
         keys, inverse = np.unique(a * count + b, return_inverse=True)
         length = np.bincount(inverse, minlength=keys.size)
         strength = np.bincount(inverse, s, minlength=keys.size)
+        # Per boundary: its length in pixel sides and its summed edge strength.
         adjacency: list[dict[int, list[float]]] = [{} for _ in range(count)]
         for key, ln, st in zip(keys.tolist(), length.tolist(), strength.tolist()):
             i, j = divmod(key, count)
             adjacency[i][j] = [ln, st]
             adjacency[j][i] = [ln, st]
         nodes = [
-            _Region(float(size[i]), tuple(labsum[i].tolist()), float(thick[i]), tuple(xysum[i].tolist()))
+            _Region(
+                float(size[i]),
+                tuple(labsum[i].tolist()),
+                float(thick[i]),
+                tuple(xysum[i].tolist()),
+                tuple(second[i].tolist()),
+            )
             for i in range(count)
         ]
         return cls(nodes, adjacency, float(size.sum()), step)
 
-    def cost(self, i: int, j: int) -> float:
+    def terms(self, i: int, j: int) -> tuple[float, float, float, float]:
+        """Weighted evidence that regions i and j are different parts, by cue (see CUES)."""
         ri, rj = self.regions[i], self.regions[j]
         length, strength = self.adj[i][j]
+        edge = strength / length
         dl = (ri.lab[0] / ri.size - rj.lab[0] / rj.size) * LIGHTNESS_WEIGHT
         da = ri.lab[1] / ri.size - rj.lab[1] / rj.size
         db = ri.lab[2] / ri.size - rj.lab[2] / rj.size
-        colour = math.sqrt(dl * dl + da * da + db * db)
-        edge = strength / length
-        ti, tj = min(ri.thickness, self.step), min(rj.thickness, self.step)
+        # A colour change without an edge along the boundary is shading or texture, not a seam.
+        colour = min(math.sqrt(dl * dl + da * da + db * db), EDGE_GATE * edge) + EDGE_WEIGHT * edge
+        ti, tj = min(ri.thickness, self.thick_cap), min(rj.thickness, self.thick_cap)
         thickness = abs(math.log((ti + 1.0) / (tj + 1.0)))
         small = min(ri.size, rj.size)
         neck = max(0.0, 0.6 - length / math.sqrt(small)) / 0.6
-        base = colour + EDGE_WEIGHT * edge + THICKNESS_WEIGHT * thickness + NECK_WEIGHT * neck
-        # Regions well below a fair share of the object merge first, whatever their colour.
-        return base * min(1.0, small / self.share)
+        # Pieces meeting at an angle (a rung on a rail, a slat on a seat) make an L or T whose
+        # moment ellipse is far less filled than the pieces' own.
+        size = ri.size + rj.size
+        xy = (ri.xy[0] + rj.xy[0], ri.xy[1] + rj.xy[1])
+        second = (ri.second[0] + rj.second[0], ri.second[1] + rj.second[1], ri.second[2] + rj.second[2])
+        ci = _compactness(ri.size, ri.xy, ri.second)
+        cj = _compactness(rj.size, rj.xy, rj.second)
+        expected = (ci * ri.size + cj * rj.size) / size
+        angle = max(0.0, math.log(expected / _compactness(size, xy, second)))
+        # Regions well below a fair share of the object merge first, whatever their cues.
+        scale = min(1.0, small / self.share)
+        return (
+            scale * colour,
+            scale * THICKNESS_WEIGHT * thickness,
+            scale * NECK_WEIGHT * neck,
+            scale * ANGLE_WEIGHT * angle,
+        )
+
+    def cost(self, i: int, j: int) -> float:
+        return sum(self.terms(i, j))
 
     def merge(self, target: int, auto: bool, check: Callable[[], None]) -> str:
         heap: list[tuple[float, int, int, int, int]] = []
@@ -187,21 +237,40 @@ class _Graph:
                 if self.parent[i] == i and self.parent[j] == j and self.version[i] == vi and self.version[j] == vj:
                     break
                 heapq.heappop(heap)
+            if auto and self.alive <= MAX_PARTS and (not heap or heap[0][0] > AUTO_THRESHOLD):
+                return self._auto_reason()
             if not heap:
                 self._join_nearest()
                 continue
-            if auto and self.alive <= MAX_PARTS and heap[0][0] > AUTO_THRESHOLD:
-                return (
-                    f"{self.alive} parts: every further merge would join regions separated by a clear colour or "
-                    f"edge boundary (cheapest merge cost {heap[0][0]:.1f} > {AUTO_THRESHOLD:.0f})."
-                )
             _, i, j, _, _ = heapq.heappop(heap)
             self._union(i, j)
             for k in self.adj[i]:
                 heapq.heappush(heap, (self.cost(i, k), min(i, k), max(i, k), *self._versions(i, k)))
         if not auto:
             return ""
-        return f"{self.alive} part{'s' if self.alive != 1 else ''}: no colour or edge boundary strong enough to split the object."
+        return (
+            f"{self.alive} part{'s' if self.alive != 1 else ''}: no colour, edge, thickness, neck or "
+            "junction boundary is strong enough to split the object."
+        )
+
+    def _auto_reason(self) -> str:
+        """Say which cues keep the remaining parts apart, boundary by boundary."""
+        tally = dict.fromkeys(CUES, 0)
+        for i in range(len(self.regions)):
+            if self.parent[i] != i:
+                continue
+            for j in self.adj[i]:
+                if i < j:
+                    terms = self.terms(i, j)
+                    tally[CUES[max(range(len(CUES)), key=terms.__getitem__)]] += 1
+        live = [i for i in range(len(self.regions)) if self.parent[i] == i]
+        pieces = _count_pieces(live, self.adj)
+        said = [f"{n} {cue if n == 1 else _PLURAL.get(cue, cue + 's')}" for cue, n in tally.items() if n]
+        text = f"{self.alive} parts: the boundaries left between them are " if said else f"{self.alive} parts"
+        text += ", ".join(said)
+        if pieces > 1:
+            text += f"{'; ' if said else ': '}the object shows {pieces} separate pieces"
+        return text + f" (every further merge costs more than {AUTO_THRESHOLD:.0f})."
 
     def _versions(self, i: int, k: int) -> tuple[int, int]:
         lo, hi = min(i, k), max(i, k)
@@ -213,17 +282,18 @@ class _Graph:
         ri.size += rj.size
         ri.lab = (ri.lab[0] + rj.lab[0], ri.lab[1] + rj.lab[1], ri.lab[2] + rj.lab[2])
         ri.xy = (ri.xy[0] + rj.xy[0], ri.xy[1] + rj.xy[1])
+        ri.second = (ri.second[0] + rj.second[0], ri.second[1] + rj.second[1], ri.second[2] + rj.second[2])
         ri.thickness = max(ri.thickness, rj.thickness)
         self.parent[j] = i
         self.version[i] += 1
         self.alive -= 1
-        for k, (ln, st) in self.adj[j].items():
+        for k, boundary in self.adj[j].items():
             del self.adj[k][j]
             if k == i:
                 continue
             acc = self.adj[i].setdefault(k, [0.0, 0.0])
-            acc[0] += ln
-            acc[1] += st
+            for n, value in enumerate(boundary):
+                acc[n] += value
             self.adj[k][i] = acc
         self.adj[j] = {}
 
@@ -274,3 +344,21 @@ def _split_until(parts: np.ndarray, n: int, target: int) -> tuple[np.ndarray, in
         parts[ys[moved], xs[moved]] = n
         n += 1
     return parts, n
+
+
+def _count_pieces(live: list[int], adj: list[dict[int, list[float]]]) -> int:
+    """Connected groups of the live regions (pieces of the object that do not touch)."""
+    seen: set[int] = set()
+    pieces = 0
+    for start in live:
+        if start in seen:
+            continue
+        pieces += 1
+        stack = [start]
+        seen.add(start)
+        while stack:
+            for k in adj[stack.pop()]:
+                if k not in seen:
+                    seen.add(k)
+                    stack.append(k)
+    return pieces
