@@ -13,10 +13,11 @@ from .errors import EngineUnavailable
 
 EngineFactory = Callable[[], Engine]
 
-# name -> "module:callable", resolved on first use.
+# name -> "module:callable" relative to this package, resolved on first use. Relative
+# because an installed extension's package is named bl_ext.<repo>.partcrafter.
 _BUILTIN: dict[str, str] = {
-    "relief": "partcrafter_blender.inference.relief.engine:ReliefEngine",
-    "partcrafter": "partcrafter_blender.inference.partcrafter.engine:PartCrafterEngine",
+    "relief": ".relief.engine:ReliefEngine",
+    "partcrafter": ".partcrafter.engine:PartCrafterEngine",
 }
 _factories: dict[str, EngineFactory] = {}
 
@@ -43,7 +44,7 @@ def _resolve(name: str) -> EngineFactory:
         raise EngineUnavailable(f"Unknown engine '{name}'. Available engines: {', '.join(engine_names())}.")
     module_name, attr = _BUILTIN[name].split(":")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name, __package__)
     except ImportError as exc:
         raise EngineUnavailable(f"Engine '{name}' cannot be loaded: {exc}.") from exc
     factory = getattr(module, attr)

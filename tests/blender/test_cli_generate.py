@@ -68,7 +68,8 @@ def test_generate_writes_blend_and_glb_and_json(tmp_path):
     assert {(p["vertices"], p["faces"]) for p in summary["parts"]} == {(8, 12)}
     assert summary["engine"] == "fixed" and summary["seconds"] >= 0
     blend = tmp_path / "out" / "demo.blend"
-    assert blend.read_bytes()[:7] == b"BLENDER"
+    # Blender 5.0 writes zstd-compressed .blend files; earlier versions plain ones.
+    assert blend.read_bytes()[:7] == b"BLENDER" or blend.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
     glb_parts = read_glb_file(tmp_path / "out" / "demo.glb")
     assert [p.name for p in glb_parts] == names
     assert all(len(p.vertices) == 8 and len(p.faces) == 12 for p in glb_parts)

@@ -1,0 +1,71 @@
+"""The manifest at the repository root: its promises, its wheels, and Blender's validator."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_packaging_manifest_declares_what_the_issue_requires(build_ext):
+    m = build_ext.read_manifest()
+    assert (m["schema_version"], m["id"], m["type"], m["name"]) == ("1.0.0", "partcrafter", "add-on", "PartCrafter")
+    assert m["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert set(m["permissions"]) == {"files", "network"}
+    assert "consent" in m["permissions"]["network"]
+    assert sorted(m["platforms"]) == sorted(build_ext.PIP_PLATFORMS)
+    # The claim must be one docs/blender-versions.md backs with a passing run.
+    versions_doc = (build_ext.REPO / "docs" / "blender-versions.md").read_text(encoding="utf-8")
+    assert f"`blender_version_min = \"{m['blender_version_min']}\"`" in versions_doc
+
+
+def test_packaging_manifest_wheels_are_what_pip_picks_for_each_platform(build_ext, resolved_wheels):
+    manifest = build_ext.read_manifest()
+    names = build_ext.manifest_wheel_names(manifest)
+    assert all(w.startswith("./wheels/") for w in manifest["wheels"])
+    assert all(n.startswith(f"pillow-{build_ext.PILLOW_VERSION}-cp311-cp311-") for n in names)
+    build_ext.check_wheels(resolved_wheels, manifest)
+    # One wheel per platform, no extra, none missing.
+    assert sorted(w.name for w in resolved_wheels.values()) == sorted(names)
+    assert {p: build_ext.wheel_platforms(w.name) for p, w in resolved_wheels.items()} == {p: {p} for p in resolved_wheels}
+
+
+def test_packaging_wheel_check_rejects_a_manifest_that_disagrees_with_pip(build_ext, resolved_wheels, tmp_path):
+    manifest = build_ext.read_manifest()
+    stale = dict(manifest, wheels=["./wheels/pillow-10.0.0-cp311-cp311-win_amd64.whl"])
+    with pytest.raises(build_ext.BuildError, match="for windows-x64, but blender_manifest.toml lists"):
+        build_ext.check_wheels({"windows-x64": resolved_wheels["windows-x64"]}, stale)
+    with pytest.raises(build_ext.BuildError, match="exactly one wheel for linux-x64"):
+        build_ext.fetch_wheels(["linux-x64"], stale, dest=tmp_path)
+
+
+def test_packaging_validator_passes_on_the_staged_source(build_ext, resolved_wheels, tmp_path):
+    src = build_ext.stage(tmp_path / "partcrafter", resolved_wheels)
+    out = build_ext.validate(src)
+    assert "Success" in out
+    assert (src / "__init__.py").is_file()
+    assert not list(src.rglob("__pycache__")) and not (src / "tests").exists()
+    assert len(list((src / "wheels").glob("*.whl"))) == 4
+    # Staging keeps the manifest as written when every platform is built.
+    assert build_ext.read_manifest(src / "blender_manifest.toml") == build_ext.read_manifest()
+
+
+def test_packaging_validator_is_not_a_rubber_stamp(build_ext, resolved_wheels, tmp_path):
+    """A manifest Blender would refuse (over-long permission text) fails the same check."""
+    src = build_ext.stage(tmp_path / "partcrafter", {"linux-x64": resolved_wheels["linux-x64"]})
+    manifest = src / "blender_manifest.toml"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(re.sub(r'(?m)^network = ".*"$', 'network = "' + "x" * 80 + '"', text), encoding="utf-8")
+    with pytest.raises(build_ext.BuildError, match="64 characters"):
+        build_ext.validate(src)
+
+
+def test_packaging_build_script_reports_bad_platform_without_traceback(build_ext):
+    proc = subprocess.run(
+        [sys.executable, str(Path(build_ext.__file__)), "--platform", "amiga-68k"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
