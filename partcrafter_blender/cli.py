@@ -1,6 +1,8 @@
 """Command line: generate parts from an image into a .blend (and optionally a GLB).
 
     python -m partcrafter_blender generate IMAGE [--parts N|auto] [--seed S] [--engine NAME]
+                                              [--engine-python PY --weights DIR --device D --dtype T]
+                                              [--engine-option KEY=VALUE ...]
                                               [--out OUT.blend] [--glb OUT.glb] [--json]
 
 Works with the `bpy` module from PyPI and inside a real Blender:
@@ -33,7 +35,15 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from .generation import GenerationOutcome, GenerationSettings, ImageInput, engine_factory, provenance, run_generation
+from .generation import (
+    GenerationOutcome,
+    GenerationSettings,
+    ImageInput,
+    engine_factory,
+    parse_engine_options,
+    provenance,
+    run_generation,
+)
 from .inference import (
     MAX_PARTS,
     Cancelled,
@@ -65,6 +75,13 @@ def _parts_arg(text: str) -> int | None:
     return n
 
 
+def _engine_option_arg(text: str) -> dict[str, Any]:
+    try:
+        return parse_engine_options(text)
+    except EngineUnavailable as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partcrafter_blender", description="PartCrafter for Blender")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--engine", default="relief", help="engine name (default: relief, the CPU preview)")
     gen.add_argument("--engine-python", default="", metavar="PATH", help="run the engine in this Python interpreter")
     gen.add_argument("--weights", default="", metavar="DIR", help="folder with the neural engine's weights")
+    gen.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None, help="neural engine device (default: auto)")
+    gen.add_argument(
+        "--dtype", choices=("auto", "float16", "bfloat16", "float32"), default=None,
+        help="neural engine precision (default: auto, float16 on CUDA and float32 on the CPU)",
+    )  # fmt: skip
+    gen.add_argument("--offload", choices=("none", "model"), default=None, help="model: only the active component on the GPU")
+    gen.add_argument(
+        "--engine-option", action="append", default=[], type=_engine_option_arg, metavar="KEY=VALUE",
+        help="advanced engine option, repeatable (e.g. num_tokens=64, dense_depth=5; see docs/gpu-engine.md)",
+    )  # fmt: skip
     gen.add_argument("--size", type=float, default=2.0, help="largest dimension of the result in metres (default 2)")
     gen.add_argument("--out", metavar="OUT.blend", help="write the scene here (default: IMAGE_STEM.blend unless --glb)")
     gen.add_argument("--glb", metavar="OUT.glb", help="also write the result as one GLB, one named node per part")
@@ -143,6 +170,10 @@ def _generate(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"allow_download": False}
     if args.weights:
         options["weights_path"] = str(Path(args.weights).expanduser().resolve())
+    # Unset flags leave the engine's own defaults (and its PARTCRAFTER_* environment variables).
+    options.update({key: getattr(args, key) for key in ("device", "dtype", "offload") if getattr(args, key)})
+    for extra in args.engine_option:
+        options.update(extra)
     settings = GenerationSettings(
         num_parts=args.parts, seed=args.seed, steps=args.steps, guidance=args.guidance, quality=args.quality, options=options
     )

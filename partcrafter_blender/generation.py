@@ -7,6 +7,7 @@ background) and by the command line, so both decide "is this input usable" and
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,13 +22,12 @@ from .inference import (
     EngineUnavailable,
     GenerationRequest,
     GenerationResult,
+    PartCrafterError,
     ProgressCallback,
     ProgressEvent,
     create_engine,
 )
 from .inference.images import LoadedImage, decode_image, encode_png, read_image_file
-
-RELIEF_LABEL = "Relief (fast classical preview, not PartCrafter)"
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class GenerationOutcome:
     job_id: str
     created: str  # ISO-8601 UTC, when the job started
     seconds: float
+    # The engine's own flag; an outcome built without knowing the engine never claims PartCrafter.
+    is_preview: bool = True
 
 
 EngineFactory = Callable[[], Engine]
@@ -91,12 +93,45 @@ def engine_factory(name: str, python_executable: str = "", options: dict[str, An
 
 
 def engine_label(name: str) -> str:
-    """What the panel shows for an engine, without loading it (loading may import torch)."""
-    if name == "relief":
-        return RELIEF_LABEL
-    if name == "partcrafter":
-        return "PartCrafter (neural network, local GPU)"
-    return name
+    """The engine's own label (engine modules import without torch), or its name when
+    it cannot be built here."""
+    try:
+        return str(create_engine(name).label)
+    except (PartCrafterError, ImportError):
+        return name
+
+
+RELIEF_LABEL = engine_label("relief")
+
+# Engine options the preferences and the CLI set through their own fields and flags.
+DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload", "allow_download"})
+_OPTION = re.compile(r"^([A-Za-z_]\w*)=(\S+)$")
+
+
+def parse_engine_options(text: str) -> dict[str, Any]:
+    """Advanced engine options written as `key=value` pairs separated by commas or spaces,
+    e.g. "num_tokens=64, dense_depth=5". Whole numbers become ints, other numbers floats."""
+    options: dict[str, Any] = {}
+    for item in re.split(r"[\s,]+", text.strip()):
+        if not item:
+            continue
+        match = _OPTION.match(item)
+        if match is None:
+            raise EngineUnavailable(f"'{item}' is not an engine option; write options as key=value, e.g. num_tokens=64.")
+        key, raw = match.groups()
+        if key in DEDICATED_OPTIONS:
+            raise EngineUnavailable(f"The engine option '{key}' has its own setting (preference or command-line flag); use that, not an extra option.")
+        options[key] = _option_value(raw)
+    return options
+
+
+def _option_value(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def run_generation(
@@ -140,7 +175,9 @@ def run_generation(
     seconds = time.perf_counter() - started
     report(ProgressEvent("mesh", 1.0, "Done"))
     job_id = str(result.metadata.get("job_id") or uuid.uuid4().hex)  # a server job keeps the server's id
-    return GenerationOutcome(result=result, image=loaded, job_id=job_id, created=created, seconds=seconds)
+    return GenerationOutcome(
+        result=result, image=loaded, job_id=job_id, created=created, seconds=seconds, is_preview=bool(engine.is_preview)
+    )
 
 
 def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
@@ -149,6 +186,7 @@ def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
     return {
         "engine": r.engine,
         "engine_version": r.engine_version,
+        "is_preview": bool(outcome.is_preview),
         "seed": int(r.seed),
         "steps": int(r.steps),
         "guidance": float(r.guidance),

@@ -9,8 +9,8 @@ from typing import Any
 
 import bpy
 
-from .generation import engine_label
-from .inference import DEFAULT_ENGINE, engine_names
+from .generation import engine_label, parse_engine_options
+from .inference import DEFAULT_ENGINE, EngineUnavailable, engine_names
 
 
 def _server_preferences() -> ModuleType | None:
@@ -25,6 +25,27 @@ def _server_preferences() -> ModuleType | None:
 _server = _server_preferences()
 
 DEFAULT_IMPORT_SIZE = 2.0
+
+# Identifiers are the neural engine's own option values (see inference/partcrafter/engine.py).
+DEVICE_ITEMS = [
+    ("auto", "Auto", "The CUDA GPU when the engine's Python has one, otherwise the CPU"),
+    ("cuda", "CUDA GPU", "The first CUDA GPU; fails clearly when there is none"),
+    ("cpu", "CPU", "Float32 on the CPU: correct but very slow"),
+]
+DTYPE_ITEMS = [
+    ("auto", "Auto", "Float16 on CUDA (the published weights' precision), float32 on the CPU"),
+    ("float16", "Float16", "Half precision on CUDA"),
+    ("bfloat16", "BFloat16", "Bfloat16 on CUDA (GPUs from the Ampere generation on)"),
+    ("float32", "Float32", "Full precision: the CPU's only choice; on a GPU, twice the memory of float16"),
+]
+OFFLOAD_ITEMS = [
+    ("none", "None", "Keep every component on the GPU (fastest)"),
+    ("model", "Model-Level", "Keep the components in CPU memory and move only the active one to the GPU "
+     "(for cards with little memory; slower)"),
+]
+HALF_DTYPES = {"float16", "bfloat16"}
+# The engine's own defaults: auto device, float16 on CUDA (float32 on the CPU), no offload.
+NEURAL_DEFAULTS = {"device": "auto", "dtype": "auto", "offload": "none"}
 
 # EnumProperty item strings must stay referenced while Blender shows them.
 _engine_items: list[tuple[str, str, str]] = []
@@ -72,6 +93,14 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         description="Folder holding the PartCrafter weights (empty: the PARTCRAFTER_WEIGHTS environment variable)",
         subtype="DIR_PATH",
     )
+    device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default=NEURAL_DEFAULTS["device"])
+    dtype: bpy.props.EnumProperty(name="Precision", items=DTYPE_ITEMS, default=NEURAL_DEFAULTS["dtype"])
+    offload: bpy.props.EnumProperty(name="Offload", items=OFFLOAD_ITEMS, default=NEURAL_DEFAULTS["offload"])
+    engine_extra_options: bpy.props.StringProperty(
+        name="Extra Options",
+        description="Advanced engine options as key=value pairs, e.g. 'num_tokens=64, dense_depth=5' "
+        "(see docs/gpu-engine.md)",
+    )
     import_size: bpy.props.FloatProperty(
         name="Import Size",
         description="Largest dimension of an imported result",
@@ -95,11 +124,32 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
             col.active = self.engine != "relief"
             col.prop(self, "python_executable")
             col.prop(self, "weights_dir")
+            col.prop(self, "device")
+            col.prop(self, "dtype")
+            if self.device == "cpu" and self.dtype in HALF_DTYPES:
+                col.label(text="The CPU runs in float32 only: choose Auto or Float32.", icon="ERROR")
+            sub = col.column()
+            sub.active = self.device != "cpu"
+            sub.prop(self, "offload")
+            col.prop(self, "engine_extra_options")
+            col.operator("partcrafter.check_local_engine", icon="CHECKMARK")
+            _draw_check_report(col, context)
         elif _server is None:
             layout.label(text="Server settings are not available in this build.", icon="INFO")
         else:
             _server.draw_server_preferences(layout, self.server, context)
         layout.prop(self, "import_size")
+
+
+def _draw_check_report(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The last "Check Local Engine" report, one read-only line per label."""
+    check = getattr(context.window_manager, "partcrafter_engine_check", None)
+    if check is None or not check.text:
+        return
+    box = layout.box()
+    for index, line in enumerate(check.text.splitlines()):
+        icon = ("CHECKMARK" if check.ok else "ERROR") if index == 0 else "NONE"
+        box.label(text=line, icon=icon)
 
 
 def get_preferences(context: bpy.types.Context | None = None) -> Any:
@@ -113,16 +163,27 @@ def get_preferences(context: bpy.types.Context | None = None) -> Any:
         engine=DEFAULT_ENGINE,
         python_executable="",
         weights_dir="",
+        **NEURAL_DEFAULTS,
+        engine_extra_options="",
         import_size=DEFAULT_IMPORT_SIZE,
     )
 
 
 def engine_options(prefs: Any) -> dict[str, Any]:
     """Options every engine receives; `allow_download` follows Blender's online access.
-    Without a weights folder set, the engine's own default (PARTCRAFTER_WEIGHTS) applies."""
+    Settings left at their defaults are left out, so the engine's own defaults (and its
+    PARTCRAFTER_* environment variables) apply: without a weights folder, PARTCRAFTER_WEIGHTS;
+    with device Auto, PARTCRAFTER_DEVICE or auto. Engines that do not use an option ignore
+    it. Raises EngineUnavailable for unreadable extra options."""
     options: dict[str, Any] = {"allow_download": bool(bpy.app.online_access)}
+    chosen = {"device": prefs.device, "dtype": prefs.dtype, "offload": prefs.offload}
+    options.update({key: value for key, value in chosen.items() if value != NEURAL_DEFAULTS[key]})
     if prefs.weights_dir:
         options["weights_path"] = bpy.path.abspath(prefs.weights_dir)
+    try:
+        options.update(parse_engine_options(prefs.engine_extra_options))
+    except EngineUnavailable as exc:
+        raise EngineUnavailable(f"Extra Options in the add-on preferences: {exc}") from exc
     return options
 
 

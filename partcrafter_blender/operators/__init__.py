@@ -13,9 +13,9 @@ from types import ModuleType
 
 import bpy
 
-from . import _job_mixin, cancel, generate, import_parts
+from . import _job_mixin, cancel, check_local_engine, generate, import_parts
 
-_OWN_MODULES: tuple[ModuleType, ...] = (generate, import_parts, cancel)
+_OWN_MODULES: tuple[ModuleType, ...] = (generate, import_parts, cancel, check_local_engine)
 
 
 def _server_modules() -> list[ModuleType]:
@@ -32,6 +32,7 @@ _registered: list[type] = []
 
 def register() -> None:
     _job_mixin.register()
+    check_local_engine.register()
     for cls in _classes():
         bpy.utils.register_class(cls)
         _registered.append(cls)
@@ -40,4 +41,5 @@ def register() -> None:
 def unregister() -> None:
     while _registered:
         bpy.utils.unregister_class(_registered.pop())
+    check_local_engine.unregister()
     _job_mixin.unregister()

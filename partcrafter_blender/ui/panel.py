@@ -83,6 +83,8 @@ class PARTCRAFTER_PT_advanced(bpy.types.Panel):
         layout.prop(settings, "steps")
         layout.prop(settings, "guidance")
         layout.operator("partcrafter.import_parts", icon="IMPORT")
+        if get_preferences(context).backend == "LOCAL":
+            layout.operator("partcrafter.check_local_engine", icon="CHECKMARK")
 
 
 def draw_statusbar(self: bpy.types.Header, context: bpy.types.Context) -> None:

@@ -1,0 +1,214 @@
+"""The local neural engine from Blender: preferences, "Check Local Engine", and a real
+end-to-end run of the "partcrafter" engine in a worker process (this venv's Python) on
+the tiny conformance weights, through the operator and through the command line."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from partcrafter_blender.generation import engine_label
+from partcrafter_blender.inference import Cancelled, CancelToken, create_engine
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = (REPO / ".." / "shared" / "conformance" / "partcrafter" / "pipeline").resolve()
+ROBOT = PIPELINE / "robot_np3.png"  # the conformance case's input: 3 parts
+COMPONENTS = ("model_index.json", "transformer", "vae", "scheduler", "feature_extractor_dinov2", "image_encoder_dinov2")
+# The conformance case's sizes: the tiny weights need 64 tokens; small grids keep it fast on a CPU.
+FAST = {"num_tokens": 64, "dense_depth": 5, "hierarchical_depth": 6}
+FAST_TEXT = ", ".join(f"{k}={v}" for k, v in FAST.items())
+STEPS = 4
+VENV_PYTHON = sys.executable  # has torch, transformers, safetensors, scikit-image
+
+PREF_NAMES = ("backend", "engine", "python_executable", "weights_dir", "device", "dtype", "offload", "engine_extra_options")
+
+
+@pytest.fixture
+def prefs(bpy_addon: Any) -> Iterator[Any]:
+    """The real add-on preferences, restored after the test."""
+    p = bpy_addon.context.preferences.addons["partcrafter_blender"].preferences
+    saved = {name: getattr(p, name) for name in PREF_NAMES}
+    yield p
+    for name, value in saved.items():
+        setattr(p, name, value)
+
+
+@pytest.fixture
+def check(bpy_addon: Any) -> Any:
+    return bpy_addon.context.window_manager.partcrafter_engine_check
+
+
+def copy_weights(dest: Path) -> Path:
+    assert PIPELINE.is_dir(), f"missing conformance weights {PIPELINE}"
+    dest.mkdir()
+    for name in COMPONENTS:
+        src = PIPELINE / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def run_check(bpy: Any, prefs: Any, python: str, weights: Path | str) -> None:
+    prefs.python_executable = str(python)
+    prefs.weights_dir = str(weights)
+    bpy.ops.partcrafter.check_local_engine()
+
+
+# --- Check Local Engine ------------------------------------------------------------------
+
+
+def test_check_reports_interpreter_torch_and_verified_weights(bpy_addon, prefs, check):
+    run_check(bpy_addon, prefs, VENV_PYTHON, PIPELINE)
+    torch_version = importlib.metadata.version("torch")
+    lines = check.text.splitlines()
+    assert check.ok
+    assert lines[0].startswith(f"Python {sys.version.split()[0]} at ")
+    assert any(line.startswith(f"torch {torch_version}") for line in lines), lines
+    # This machine has no GPU: the report says so instead of listing one.
+    assert any("No CUDA GPU" in line or line.startswith("GPU 0: ") for line in lines), lines
+    assert f"The weights folder {PIPELINE} verifies" in check.text
+
+
+def test_check_names_a_tensor_missing_from_the_weights(bpy_addon, prefs, check, tmp_path):
+    weights = copy_weights(tmp_path / "weights")
+    path = weights / "vae" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(path)
+    removed = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != removed}, path)
+    with pytest.raises(RuntimeError, match=r"vae/diffusion_pytorch_model\.safetensors is missing 1 tensor"):
+        run_check(bpy_addon, prefs, VENV_PYTHON, weights)
+    assert not check.ok
+    assert removed in check.text
+    assert any(line.startswith("torch ") for line in check.text.splitlines())  # still reports the rest
+
+
+def test_check_names_a_missing_file(bpy_addon, prefs, check, tmp_path):
+    weights = copy_weights(tmp_path / "weights")
+    (weights / "transformer" / "config.json").unlink()
+    with pytest.raises(RuntimeError, match=r"transformer/config\.json"):
+        run_check(bpy_addon, prefs, VENV_PYTHON, weights)
+    assert not check.ok and "transformer/config.json" in check.text
+
+
+def test_check_with_a_bogus_interpreter_says_so(bpy_addon, prefs, check, tmp_path):
+    bogus = tmp_path / "no-such-python"
+    with pytest.raises(RuntimeError, match=f"The Python interpreter {bogus} does not exist"):
+        run_check(bpy_addon, prefs, bogus, PIPELINE)
+    assert not check.ok and str(bogus) in check.text
+    assert bpy_addon.context.window_manager.partcrafter_job.running is False  # nothing left stuck
+
+
+def test_a_cancelled_check_stops_waiting_at_once():
+    """What Esc does to a check whose interpreter hangs: the wait ends, the job is free."""
+    from partcrafter_blender.operators.check_local_engine import run_check as run_cancellable
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def hanging_check(_python: str, _weights: str | None) -> dict[str, Any]:
+        started.set()
+        release.wait(60)
+        return {"ok": True, "summary": [], "problems": [], "report": None}
+
+    cancel = CancelToken()
+    threading.Thread(target=lambda: (started.wait(10), cancel.cancel()), daemon=True).start()
+    try:
+        with pytest.raises(Cancelled):
+            run_cancellable("python", None, cancel, check=hanging_check)
+        assert not release.is_set()  # it returned while the check itself was still hanging
+    finally:
+        release.set()
+
+
+# --- Preferences ---------------------------------------------------------------------------
+
+
+def test_preferences_reach_the_engine_options(bpy_addon, prefs, tmp_path, monkeypatch):
+    from partcrafter_blender.preferences import engine_options
+
+    for var in ("PARTCRAFTER_DEVICE", "PARTCRAFTER_DTYPE", "PARTCRAFTER_OFFLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    assert (prefs.device, prefs.dtype, prefs.offload) == ("auto", "auto", "none")  # the defaults
+    settings = create_engine("partcrafter").settings(engine_options(prefs))  # left to the engine: the same
+    assert (settings["device"], settings["dtype"], settings["offload"]) == ("auto", "auto", "none")
+    prefs.device, prefs.dtype, prefs.offload = "cuda", "bfloat16", "model"
+    prefs.weights_dir = str(tmp_path)
+    prefs.engine_extra_options = "num_tokens=64, dense_depth=5 max_expanded_coords=1000"
+    options = engine_options(prefs)
+    assert {k: options[k] for k in ("device", "dtype", "offload", "weights_path")} == {
+        "device": "cuda", "dtype": "bfloat16", "offload": "model", "weights_path": str(tmp_path)
+    }  # fmt: skip
+    assert (options["num_tokens"], options["dense_depth"], options["max_expanded_coords"]) == (64, 5, 1000)
+    # The engine itself reads them the same way.
+    assert create_engine("partcrafter").settings(options)["offload"] == "model"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("num_tokens", "'num_tokens' is not an engine option"), ("device=cpu", "'device' has its own setting")],
+)
+def test_unreadable_extra_options_stop_generation_with_a_message(bpy_addon, scene, prefs, text, message):
+    prefs.engine_extra_options = text
+    with pytest.raises(RuntimeError, match=f"Extra Options in the add-on preferences: .*{message}"):
+        bpy_addon.ops.partcrafter.generate(filepath=str(ROBOT), engine="partcrafter", num_parts=3)
+    assert len(bpy_addon.data.objects) == 0
+
+
+def test_labels_come_from_the_engines(bpy_addon, prefs):
+    from partcrafter_blender.preferences import _engine_enum_items
+
+    items = {name: label for name, label, _ in _engine_enum_items(None, None)}
+    for name in ("relief", "partcrafter"):
+        assert items[name] == engine_label(name) == create_engine(name).label
+
+
+# --- End to end: the real network in a worker process ---------------------------------------
+
+
+def test_generate_runs_partcrafter_in_a_worker_and_imports_three_parts(bpy_addon, scene, prefs):
+    bpy = bpy_addon
+    prefs.backend = "LOCAL"
+    prefs.python_executable = VENV_PYTHON
+    prefs.weights_dir = str(PIPELINE)
+    prefs.device, prefs.dtype, prefs.offload = "cpu", "float32", "none"
+    prefs.engine_extra_options = FAST_TEXT
+    result = bpy.ops.partcrafter.generate(filepath=str(ROBOT), engine="partcrafter", num_parts=3, steps=STEPS, seed=0)
+    assert result == {"FINISHED"}
+    parts = [o for o in bpy.data.collections[ROBOT.stem].objects if o.type == "MESH"]
+    assert len(parts) == 3
+    assert {o["partcrafter_engine"] for o in parts} == {"partcrafter"}
+    assert {bool(o["partcrafter_is_preview"]) for o in parts} == {False}
+    assert {o["partcrafter_produced_parts"] for o in parts} == {3}
+    assert all(len(o.data.polygons) > 0 for o in parts)
+
+
+def test_cli_runs_partcrafter_in_a_worker(tmp_path):
+    cmd = [
+        VENV_PYTHON, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine", "partcrafter",
+        "--engine-python", VENV_PYTHON, "--weights", str(PIPELINE), "--device", "cpu", "--parts", "3",
+        "--steps", str(STEPS), *[a for k, v in FAST.items() for a in ("--engine-option", f"{k}={v}")],
+        "--glb", "robot.glb", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["engine"] == "partcrafter" and len(summary["parts"]) == 3
+    assert all(p["faces"] > 0 for p in summary["parts"])
+    assert (tmp_path / "robot.glb").stat().st_size > 0
+
+
+def test_cli_refuses_a_malformed_engine_option(tmp_path):
+    cmd = [VENV_PYTHON, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine-option", "num_tokens"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "'num_tokens' is not an engine option" in proc.stderr and "Traceback" not in proc.stderr
