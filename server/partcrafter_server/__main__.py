@@ -1,0 +1,3 @@
+from partcrafter_server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""/v1/jobs: submit, poll, cancel, erase, download."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import sqlite3
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from partcrafter_blender.inference import create_engine, engine_names
+
+from ..auth import Owner
+from ..context import ServerContext
+from ..dispatch import Dispatcher
+from ..intake import clean_upload
+from ..limits import retry_after
+from ..problems import ProblemError, responses
+from .deps import get_ctx, get_dispatcher, get_owner
+from .models import JobOut, JobParams, job_out
+from .multipart import read_form
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Path(..., min_length=1, max_length=64, description="A job id from POST /v1/jobs.")
+_IDEM_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+_COMMON = (400, 401, 404, 408, 429)
+
+_UPLOAD_SCHEMA = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "params", "policy_version"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WEBP."},
+                    "params": {
+                        "type": "string",
+                        "description": "JSON object: num_parts (1-16 or null), seed, steps, guidance, engine, quality.",
+                    },
+                    "policy_version": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "description": "Privacy policy version the user consented to (see GET /v1/policy).",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
+def _view(ctx: ServerContext, job: dict[str, Any]) -> JobOut:
+    position = max(1, ctx.db.queue_position(job["seq"])) if job["status"] == "queued" else None
+    return job_out(job, position)
+
+
+def _owned(ctx: ServerContext, owner: Owner, job_id: str) -> dict[str, Any]:
+    job = ctx.db.job(job_id, owner.key_id)
+    if job is None:  # someone else's job looks exactly like no job
+        raise ProblemError(404, "not_found", "No such job for this key.")
+    return job
+
+
+def _poll_headers(view: JobOut) -> dict[str, str]:
+    if view.status == "queued":
+        return retry_after(min(30, 1 + (view.queue_position or 1)))
+    if view.status == "running":
+        return retry_after(1)
+    return {}
+
+
+def _check_engine(ctx: ServerContext, name: str) -> None:
+    if name not in ctx.settings.allowed_engines or name not in engine_names():
+        allowed = [e for e in ctx.settings.allowed_engines if e in engine_names()]
+        raise ProblemError(422, "invalid_parameters", f"Unknown engine '{name[:64]}'. This server offers: {', '.join(allowed)}.")
+    if name not in ctx.engine_checks:
+        try:
+            available = create_engine(name).availability()
+            ctx.engine_checks[name] = None if available.ok else (available.reason or "not available")
+        except Exception as exc:  # import errors, missing weights: the engine is simply not offered
+            ctx.engine_checks[name] = str(exc) or type(exc).__name__
+    if ctx.engine_checks[name] is not None:
+        raise ProblemError(422, "invalid_parameters", f"The engine '{name}' cannot run on this server: {ctx.engine_checks[name]}")
+
+
+def _parse_params(ctx: ServerContext, raw: bytes | None) -> dict[str, Any]:
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProblemError(400, "bad_request", "The 'params' field is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise ProblemError(400, "bad_request", "The 'params' field must be a JSON object.")
+    try:
+        params = JobParams.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "params"
+        raise ProblemError(422, "invalid_parameters", f"Invalid parameter '{where}': {first['msg']}.") from exc
+    s = ctx.settings
+    if params.steps > s.max_steps:
+        raise ProblemError(422, "invalid_parameters", f"steps must be at most {s.max_steps} on this server.")
+    if params.guidance > s.max_guidance:
+        raise ProblemError(422, "invalid_parameters", f"guidance must be at most {s.max_guidance:g} on this server.")
+    out = params.model_dump()
+    out["engine"] = params.engine or s.default_engine
+    return out
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    openapi_extra={"requestBody": _UPLOAD_SCHEMA},
+    responses=responses(*_COMMON, 409, 413, 415, 422, 428, 503),
+    summary="Submit an image for generation",
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    owner: Owner = Depends(get_owner),
+    ctx: ServerContext = Depends(get_ctx),
+    dispatcher: Dispatcher = Depends(get_dispatcher),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+) -> JobOut:
+    s = ctx.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > s.max_upload_bytes + 65536:
+        raise ProblemError(413, "too_large", f"The upload is larger than the limit of {s.max_upload_bytes:,} bytes.")
+    too_large = ProblemError(413, "too_large", f"The image is larger than the limit of {s.max_upload_bytes:,} bytes.")
+    form = await read_form(request, {"image": s.max_upload_bytes, "params": 8192, "policy_version": 64}, {"image": too_large})
+
+    consented = form.get("policy_version", b"").decode("utf-8", "replace").strip()
+    if not consented:
+        raise ProblemError(428, "consent_required", "Send the privacy policy version the user consented to (policy_version).")
+    if consented != s.policy_version:
+        raise ProblemError(
+            409,
+            "policy_outdated",
+            f"The privacy policy changed; ask the user to consent to version {s.policy_version}.",
+            current_version=s.policy_version,
+        )
+    params = _parse_params(ctx, form.get("params"))
+    if "image" not in form:
+        raise ProblemError(400, "bad_request", "The 'image' file is missing.")
+    image = form["image"]
+
+    idem = None
+    if idempotency_key is not None:
+        if not _IDEM_RE.match(idempotency_key):
+            raise ProblemError(400, "bad_request", "Idempotency-Key must be 1-128 visible ASCII characters.")
+        digest = hashlib.sha256(image + json.dumps(params, sort_keys=True).encode() + consented.encode()).hexdigest()
+        idem = (idempotency_key, digest)
+        earlier = await run_in_threadpool(ctx.service.find_idempotent, owner.key_id, idempotency_key)
+        if earlier is not None:
+            return await _replay(ctx, owner, earlier, digest, response)
+
+    await run_in_threadpool(_check_engine, ctx, params["engine"])  # first use may import the engine
+    wait = ctx.submit_limiter.take(owner.key_id)
+    if wait:
+        raise ProblemError(429, "rate_limited", "Too many submissions for this key; wait before sending more.", retry_after(wait))
+    if ctx.db.active_count(owner.key_id) >= s.max_active_jobs_per_key:
+        raise ProblemError(
+            429,
+            "rate_limited",
+            f"This key already has {s.max_active_jobs_per_key} unfinished jobs; wait for one to end.",
+            retry_after(5),
+        )
+    if ctx.db.queued_count() >= s.max_queue:
+        raise ProblemError(503, "queue_full", "The server's queue is full; try again shortly.", retry_after(30))
+
+    try:
+        clean = await run_in_threadpool(clean_upload, image, s)
+    except ProblemError as exc:
+        ctx.metrics.inc("partcrafter_uploads_refused_total", labels={"code": exc.code})
+        raise
+    del image, form
+    try:
+        job = await run_in_threadpool(ctx.service.submit, owner.key_id, clean.pixels, params, consented, idem)
+    except sqlite3.IntegrityError:  # the same Idempotency-Key raced in twice: answer with the winner
+        earlier = ctx.service.find_idempotent(owner.key_id, idempotency_key or "")
+        if earlier is None:
+            raise
+        return await _replay(ctx, owner, earlier, idem[1] if idem else "", response)
+    dispatcher.wake()
+    view = _view(ctx, job)
+    response.headers["Location"] = view.links.self
+    return view
+
+
+async def _replay(ctx: ServerContext, owner: Owner, earlier: dict[str, Any], digest: str, response: Response) -> JobOut:
+    if earlier["request_hash"] != digest:
+        raise ProblemError(422, "invalid_parameters", "This Idempotency-Key was already used for a different request.")
+    view = _view(ctx, _owned(ctx, owner, earlier["job_id"]))
+    response.headers["Location"] = view.links.self
+    return view
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=responses(*_COMMON), summary="Job status")
+async def get_job(
+    response: Response, job_id: str = JobId, owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)
+) -> JobOut:
+    view = _view(ctx, _owned(ctx, owner, job_id))
+    response.headers.update(_poll_headers(view))
+    return view
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, responses=responses(*_COMMON), summary="Cancel a job")
+def cancel_job(
+    job_id: str = JobId,
+    owner: Owner = Depends(get_owner),
+    ctx: ServerContext = Depends(get_ctx),
+    dispatcher: Dispatcher = Depends(get_dispatcher),
+) -> JobOut:
+    job, tell_worker = ctx.service.request_cancel(owner.key_id, job_id)
+    if job is None:
+        raise ProblemError(404, "not_found", "No such job for this key.")
+    if tell_worker:
+        dispatcher.cancel(job_id)
+    return _view(ctx, job)
+
+
+@router.delete("/{job_id}", status_code=204, responses=responses(*_COMMON), summary="Erase a job and everything about it now")
+def delete_job(
+    job_id: str = JobId,
+    owner: Owner = Depends(get_owner),
+    ctx: ServerContext = Depends(get_ctx),
+    dispatcher: Dispatcher = Depends(get_dispatcher),
+) -> Response:
+    job = ctx.service.delete(owner.key_id, job_id)
+    if job is None:
+        raise ProblemError(404, "not_found", "No such job for this key.")
+    if job["status"] == "running":
+        dispatcher.cancel(job_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={
+        200: {
+            "description": "One GLB, one named node per part.",
+            "content": {"model/gltf-binary": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        304: {"description": "Not modified (ETag matched)."},
+        **responses(*_COMMON, 409, 410),
+    },
+    response_class=Response,
+    summary="Download the result",
+)
+def get_result(
+    request: Request, job_id: str = JobId, owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)
+) -> Response:
+    job = _owned(ctx, owner, job_id)
+    if job["status"] == "expired":
+        raise ProblemError(410, "expired", "The result was erased by the retention policy.")
+    if job["status"] != "succeeded":
+        view = _view(ctx, job)
+        detail = (
+            "The job has not finished yet."
+            if job["status"] in ("queued", "running")
+            else f"The job {job['status']}; it has no result."
+        )
+        raise ProblemError(409, "not_ready", detail, _poll_headers(view))
+    wants_gzip = _accepts_gzip(request.headers.get("accept-encoding", ""))
+    etag = f'"{job["result_etag"]}{"-gzip" if wants_gzip else ""}"'
+    headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "private, no-store"}
+    match = request.headers.get("if-none-match", "")
+    if etag in [t.strip() for t in match.split(",")] or match.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    body = ctx.service.read_result(job)
+    if wants_gzip:
+        body = gzip.compress(body, compresslevel=1)  # level 1: float meshes barely compress; speed wins
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Disposition"] = f'attachment; filename="{job_id}.glb"'
+    return Response(body, media_type="model/gltf-binary", headers=headers)
+
+
+def _accepts_gzip(header: str) -> bool:
+    for item in header.split(","):
+        token, _, q = item.strip().partition(";")
+        if token.strip().lower() == "gzip":
+            q = q.strip()
+            try:
+                return not (q.startswith("q=") and float(q[2:] or 0) == 0)
+            except ValueError:
+                return False
+    return False

@@ -1,0 +1,130 @@
+"""`create_app(settings)`: the FastAPI application, its workers and its sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any, AsyncIterator, Callable
+
+from fastapi import FastAPI
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks there; run one server per data folder
+    fcntl = None  # type: ignore[assignment]
+
+from . import __version__, problems
+from .api import jobs, me, service
+from .clock import Clock, system_clock
+from .context import ServerContext, build_context
+from .dispatch import Dispatcher, LocalWorkerPool
+from .metrics import Metrics
+from .settings import Settings
+from .worker import load_plugins
+
+log = logging.getLogger("partcrafter_server.access")
+startup_log = logging.getLogger("partcrafter_server")
+
+DispatcherFactory = Callable[[ServerContext], Dispatcher]
+
+
+def local_pool(ctx: ServerContext) -> Dispatcher:
+    return LocalWorkerPool(ctx.settings, ctx.service, ctx.metrics)
+
+
+class RequestGuard:
+    """Pure ASGI middleware: request timeout (408), aggregate HTTP counters, optional access line.
+
+    The access line carries the route template (`/v1/jobs/{job_id}`), never the path,
+    the client address, headers or query: nothing that identifies a person or a file.
+    """
+
+    def __init__(self, app: Any, timeout_s: float, metrics: Metrics, access_log: bool) -> None:
+        self.app, self.timeout_s, self.metrics, self.access_log = app, timeout_s, metrics, access_log
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, receive, watch)
+        except TimeoutError:
+            if status["sent"]:
+                raise
+            status["code"] = 408
+            response = problems.problem_response(408, "request_timeout", f"The request took longer than {self.timeout_s:g} s.")
+            await response(scope, receive, send)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.inc(
+            "partcrafter_http_requests_total", labels={"method": scope["method"], "route": route, "status": str(status["code"])}
+        )
+        if self.access_log:
+            log.info("%s %s %d %.1fms", scope["method"], route, status["code"], (time.perf_counter() - started) * 1000)
+
+
+def _exclusive(data_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the data folder for this server's lifetime."""
+    handle = open(data_dir / "server.lock", "wb")  # noqa: SIM115 - held until shutdown
+    if fcntl is None:
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"Another partcrafter-server is already serving {data_dir}; one server per data folder.") from None
+    return handle
+
+
+def create_app(
+    settings: Settings | None = None, clock: Clock = system_clock, dispatcher_factory: DispatcherFactory = local_pool
+) -> FastAPI:
+    settings = settings or Settings()
+    if settings.weights_dir:  # the PartCrafter engine's own configuration; workers inherit it
+        os.environ["PARTCRAFTER_WEIGHTS"] = str(settings.weights_dir)
+    load_plugins(settings.engine_plugins)
+    ctx = build_context(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lock = _exclusive(settings.data_dir)  # a second server would take over the first one's running jobs
+        recovered = ctx.service.recover_after_restart()
+        if recovered:
+            startup_log.warning("%d interrupted job(s) were retried or failed after a restart", recovered)
+        ctx.sweeper.sweep()
+        dispatcher = dispatcher_factory(ctx)
+        app.state.dispatcher = dispatcher
+        dispatcher.start()
+        ctx.sweeper.start()
+        try:
+            yield
+        finally:
+            ctx.sweeper.stop()
+            await asyncio.to_thread(dispatcher.stop)
+            lock.close()
+
+    app = FastAPI(
+        title="PartCrafter server",
+        version=__version__,
+        description="One image in, one multi-part GLB out. See docs/api.md and docs/server.md.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    app.include_router(service.router)
+    app.include_router(jobs.router)
+    app.include_router(me.router)
+    app.add_middleware(RequestGuard, timeout_s=settings.request_timeout_s, metrics=ctx.metrics, access_log=settings.access_log)
+    return app

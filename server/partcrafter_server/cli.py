@@ -1,0 +1,182 @@
+"""`partcrafter-server serve | keys create | keys revoke | rotate-master-key | sweep | audit verify | settings`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .settings import CONFIG_ENV, Settings, describe_settings
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    if getattr(args, "config", None):
+        os.environ[CONFIG_ENV] = str(args.config)
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port)
+    problem = settings.listen_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    scheme = "https" if settings.tls else "http"
+    print(
+        f"PartCrafter server on {scheme}://{settings.host}:{settings.port} (data: {settings.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        proxy_headers=settings.behind_tls_proxy,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        access_log=False,  # uvicorn's line has paths and client addresses; RequestGuard logs instead
+        server_header=False,
+        timeout_keep_alive=15,
+        log_config=None,
+    )
+    return 0
+
+
+def _context(args: argparse.Namespace, clock=None):
+    from .clock import system_clock
+    from .context import build_context
+
+    return build_context(_settings(args), clock or system_clock)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from .auth import AgeNotConfirmed, create_key
+
+    confirmed = args.holder_is_13_or_older
+    if not confirmed and sys.stdin.isatty():
+        answer = input("Is the person receiving this key 13 years of age or older? [y/N] ")
+        confirmed = answer.strip().lower() in ("y", "yes")
+    ctx = _context(args)
+    try:
+        key_id, key = create_key(ctx.db, ctx.clock(), confirmed)
+    except AgeNotConfirmed as exc:
+        print(f"No key created: {exc} (pass --holder-is-13-or-older once you have confirmed it).", file=sys.stderr)
+        return 2
+    print(f"Key id {key_id}. The key below is shown once and stored only as a hash; hand it over now.", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from .auth import revoke_key
+
+    ctx = _context(args)
+    revoked = revoke_key(ctx.db, args.key_id, ctx.clock())
+    erased = 0
+    if args.erase:
+        for job in ctx.db.jobs_of(args.key_id):
+            erased += ctx.service.delete(args.key_id, job["id"], event="job.erased") is not None
+    if not revoked and not erased:
+        print(f"No active key {args.key_id}.", file=sys.stderr)
+        return 1
+    print(f"Key {args.key_id} revoked; {erased} job(s) erased.", file=sys.stderr)
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    ctx = _context(args)
+    new_id, count = ctx.keyring.rotate(ctx.db)
+    from . import audit
+
+    with ctx.db.write() as con:
+        audit.append(ctx.db, con, ctx.clock(), "master_key.rotated")
+    print(f"Master key rotated to {new_id}; {count} data key(s) rewrapped; old master keys destroyed.", file=sys.stderr)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .clock import FixedClock, parse_iso, system_clock
+
+    clock = FixedClock(parse_iso(args.at)) if args.at else system_clock
+    ctx = _context(args, clock)
+    print(json.dumps(ctx.sweeper.sweep().as_dict()))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from . import audit
+
+    verdict = audit.verify(_context(args).db)
+    if verdict.ok:
+        print(f"Audit log intact ({verdict.entries} entries).")
+        return 0
+    print(f"Audit log TAMPERED: {verdict.problem}.", file=sys.stderr)
+    return 1
+
+
+def _settings_doc(args: argparse.Namespace) -> int:
+    print("| Setting | Environment variable | Default | Meaning |\n| --- | --- | --- | --- |")
+    for row in describe_settings():
+        default = row["default"]
+        shown = "unset" if default is None else json.dumps(default if not isinstance(default, Path) else str(default))
+        print(f"| `{row['name']}` | `{row['env']}` | `{shown}` | {row['description']} |")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partcrafter-server", description="PartCrafter inference server.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help=f"TOML or JSON settings file (same as {CONFIG_ENV}).")
+    common.add_argument("--data-dir", type=Path, help="Data folder (same as PARTCRAFTER_SERVER_DATA_DIR).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="Run the server.")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    keys = sub.add_parser("keys", help="Manage API keys.").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", parents=[common], help="Issue a key (shown once).")
+    create.add_argument("--holder-is-13-or-older", action="store_true", help="Confirm the key holder is at least 13 years old.")
+    create.set_defaults(func=_keys_create)
+    revoke = keys.add_parser("revoke", parents=[common], help="Revoke a key.")
+    revoke.add_argument("key_id")
+    revoke.add_argument(
+        "--erase", action="store_true", help="Also erase every job of this key (e.g. a holder found to be under 13)."
+    )
+    revoke.set_defaults(func=_keys_revoke)
+
+    sub.add_parser("rotate-master-key", parents=[common], help="New master key; rewrap all data keys.").set_defaults(func=_rotate)
+    sweep = sub.add_parser("sweep", parents=[common], help="Run the retention sweep once.")
+    sweep.add_argument("--at", help="Sweep as if it were this ISO-8601 time (retention drills).")
+    sweep.set_defaults(func=_sweep)
+    audit_cmd = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
+    audit_cmd.add_parser("verify", parents=[common], help="Check the hash chain.").set_defaults(func=_audit_verify)
+    sub.add_parser("settings", help="Print the settings reference (Markdown).").set_defaults(func=_settings_doc)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValidationError as exc:
+        print(f"Invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,262 @@
+"""Job life cycle: every state change, with its blobs and audit entry in one transaction.
+
+The API and any dispatcher (the local worker pool today, a distributed one later)
+go through this class, so the rules (owner scoping, erasing the input when a job
+ends, retention dates, retries) live in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from . import audit
+from .blobs import BlobRef, BlobStore
+from .clock import Clock
+from .metrics import Metrics
+from .settings import Settings
+from .store import FINISHED, Database
+
+DAY = 86400.0
+
+
+class JobGone(Exception):
+    """The job was deleted or finished while a worker held it; its output is discarded."""
+
+
+class JobService:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, clock: Clock, metrics: Metrics) -> None:
+        self.settings, self.db, self.blobs, self.clock, self.metrics = settings, db, blobs, clock, metrics
+
+    # --- shredding ---------------------------------------------------------------
+    def _finish_shred(self, blob_ids: list[str]) -> None:
+        """After the transaction that forgot the keys committed: remove the (now unreadable) files."""
+        if blob_ids:
+            self.db.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.blobs.unlink(blob_ids)
+            self.metrics.inc("partcrafter_blobs_shredded_total", len(blob_ids))
+
+    @staticmethod
+    def _blob_ids(job: dict[str, Any]) -> list[str]:
+        return [b for b in (job.get("input_blob"), job.get("result_blob")) if b]
+
+    # --- API side ----------------------------------------------------------------
+    def find_idempotent(self, owner: str, idem_key: str) -> dict[str, Any] | None:
+        return self.db.one("SELECT request_hash, job_id FROM idempotency WHERE owner=? AND idem_key=?", (owner, idem_key))
+
+    def submit(
+        self, owner: str, pixels: bytes, params: dict[str, Any], policy_version: str, idem: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        now = self.clock()
+        job_id = "job_" + secrets.token_hex(12)
+        ref = self.blobs.write(job_id, "input", pixels)
+        purge_at = now + self.settings.max_retention_days * DAY
+        try:
+            with self.db.write() as con:
+                con.execute(
+                    "INSERT INTO jobs(id, owner, status, engine, params, policy_version, created_at, input_blob, purge_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (job_id, owner, "queued", params["engine"], json.dumps(params), policy_version, now, ref.blob_id, purge_at),
+                )
+                self.blobs.record(con, ref, now)
+                if idem:
+                    con.execute(
+                        "INSERT INTO idempotency(owner, idem_key, request_hash, job_id, created_at) VALUES (?,?,?,?,?)",
+                        (owner, idem[0], idem[1], job_id, now),
+                    )
+                audit.append(self.db, con, now, "job.created", owner, job_id, policy_version)
+        except BaseException:
+            self.blobs.unlink([ref.blob_id])
+            raise
+        self.metrics.inc("partcrafter_jobs_submitted_total")
+        return self.db.job(job_id)  # type: ignore[return-value]
+
+    def request_cancel(self, owner: str, job_id: str) -> tuple[dict[str, Any] | None, bool]:
+        """Returns (job, whether a running worker must be told)."""
+        now = self.clock()
+        with self.db.write() as con:
+            job = self.db.job(job_id, owner)
+            if job is None or job["status"] in FINISHED:
+                return job, False
+            if job["status"] == "queued":
+                con.execute(
+                    "UPDATE jobs SET status='canceled', stage='canceled', finished_at=?, input_blob=NULL, input_deleted_at=? WHERE id=?",
+                    (now, now, job_id),
+                )
+                self.blobs.forget_keys(con, self._blob_ids(job))
+                audit.append(self.db, con, now, "job.canceled", owner, job_id)
+                audit.append(self.db, con, now, "input.deleted", owner, job_id)
+            else:
+                con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+                audit.append(self.db, con, now, "job.cancel_requested", owner, job_id)
+        if job["status"] == "queued":
+            self._finish_shred(self._blob_ids(job))
+            self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": "canceled"})
+        return self.db.job(job_id, owner), job["status"] == "running"
+
+    def delete(self, owner: str, job_id: str, event: str = "job.deleted") -> dict[str, Any] | None:
+        """Erase a job now: keys first, then files, then the row. Returns the job as it was."""
+        now = self.clock()
+        with self.db.write() as con:
+            job = self.db.job(job_id, owner)
+            if job is None:
+                return None
+            blob_ids = [r["blob_id"] for r in self.db.all("SELECT blob_id FROM blob_keys WHERE job_id=?", (job_id,))]
+            self.blobs.forget_keys(con, blob_ids)
+            con.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+            con.execute("DELETE FROM idempotency WHERE job_id=?", (job_id,))
+            audit.append(self.db, con, now, event, owner, job_id)
+        self._finish_shred(blob_ids)
+        return job
+
+    def read_result(self, job: dict[str, Any]) -> bytes:
+        return self.blobs.read(job["result_blob"])
+
+    # --- dispatcher side -----------------------------------------------------------
+    def lease_next(self, worker: str) -> dict[str, Any] | None:
+        now = self.clock()
+        with self.db.write() as con:
+            row = con.execute(
+                "UPDATE jobs SET status='running', stage='starting', progress=0, lease_owner=?, lease_expires_at=?,"
+                " started_at=COALESCE(started_at, ?), attempts=attempts+1"
+                " WHERE seq=(SELECT seq FROM jobs WHERE status='queued' ORDER BY seq LIMIT 1) RETURNING id, owner, attempts",
+                (worker, now + self.settings.lease_s, now),
+            ).fetchone()
+            if row is None:
+                return None
+            audit.append(self.db, con, now, "job.started", row["owner"], row["id"])
+        return self.db.job(row["id"])
+
+    def heartbeat(self, job_id: str, worker: str, stage: str | None = None, progress: float | None = None) -> bool:
+        """Renew the lease (and record progress). False when the job is no longer this worker's."""
+        now = self.clock()
+        with self.db.write() as con:
+            n = con.execute(
+                "UPDATE jobs SET lease_expires_at=?, stage=COALESCE(?, stage), progress=COALESCE(?, progress)"
+                " WHERE id=? AND status='running' AND lease_owner=?",
+                (now + self.settings.lease_s, stage, progress, job_id, worker),
+            ).rowcount
+        return bool(n)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.db.scalar("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)) in (1, None))
+
+    def read_input(self, job: dict[str, Any]) -> bytes:
+        return self.blobs.read(job["input_blob"])
+
+    def _end(
+        self,
+        job_id: str,
+        worker: str,
+        status: str,
+        sets: str,
+        args: tuple,
+        event: str,
+        result_ref: BlobRef | None = None,
+        extra_timings: dict[str, float] | None = None,
+    ) -> None:
+        now = self.clock()
+        with self.db.write() as con:
+            job = self.db.job(job_id)
+            if job is None or job["status"] != "running" or job["lease_owner"] != worker:
+                raise JobGone(job_id)
+            timings = dict(
+                job["timings"], **(extra_timings or {}), queue_seconds=round((job["started_at"] or now) - job["created_at"], 4)
+            )
+            timings["run_seconds"] = round(now - (job["started_at"] or now), 4)
+            if result_ref is not None:
+                self.blobs.record(con, result_ref, now)
+            self.blobs.forget_keys(con, [job["input_blob"]] if job["input_blob"] else [])
+            con.execute(
+                f"UPDATE jobs SET status=?, finished_at=?, input_blob=NULL, input_deleted_at=?, lease_owner=NULL,"
+                f" lease_expires_at=NULL, timings=?, {sets} WHERE id=?",
+                (status, now, now, json.dumps(timings), *args, job_id),
+            )
+            audit.append(self.db, con, now, event, job["owner"], job_id)
+            audit.append(self.db, con, now, "input.deleted", job["owner"], job_id)
+        self._finish_shred([job["input_blob"]] if job["input_blob"] else [])
+        self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": status})
+
+    def succeed(self, job_id: str, worker: str, glb: bytes, parts: list[dict], extra_timings: dict[str, float]) -> None:
+        """Store the result GLB and end the job (for dispatchers that hand over the bytes)."""
+        if self.db.job(job_id) is None:
+            raise JobGone(job_id)
+        ref = self.blobs.write(job_id, "result", glb)
+        self.succeed_sealed(job_id, worker, ref, hashlib.sha256(glb).hexdigest()[:32], parts, extra_timings)
+
+    def succeed_sealed(
+        self, job_id: str, worker: str, ref: BlobRef, etag: str, parts: list[dict], extra_timings: dict[str, float]
+    ) -> None:
+        """End the job with a result the worker already sealed to its blob file."""
+        try:
+            job = self.db.job(job_id)
+            if job is None:
+                raise JobGone(job_id)
+            expires = min(self.clock() + self.settings.result_retention_days * DAY, job["purge_at"])
+            self._end(
+                job_id,
+                worker,
+                "succeeded",
+                "stage='done', progress=1, parts=?, result_blob=?, result_size=?, result_etag=?, result_expires_at=?",
+                (json.dumps(parts), ref.blob_id, ref.size, etag, expires),
+                "job.succeeded",
+                result_ref=ref,
+                extra_timings=extra_timings,
+            )
+        except BaseException:
+            self.blobs.unlink([ref.blob_id])  # never recorded: its key died with this function
+            raise
+
+    def fail(self, job_id: str, worker: str, code: str, message: str, parts: list[dict] | None = None) -> None:
+        status = "canceled" if code == "canceled" else "failed"
+        self._end(
+            job_id,
+            worker,
+            status,
+            "stage=?, error_code=?, error_message=?, parts=?",
+            (status, None if status == "canceled" else code, None if status == "canceled" else message, json.dumps(parts or [])),
+            f"job.{status}",
+        )
+
+    def worker_lost(self, job_id: str, worker: str | None, why: str) -> str:
+        """The worker died: retry (back at the head of the queue) or, after max_attempts, fail."""
+        now = self.clock()
+        with self.db.write() as con:
+            job = self.db.job(job_id)
+            if job is None or job["status"] != "running" or (worker is not None and job["lease_owner"] != worker):
+                return "gone"
+            if job["attempts"] < self.settings.max_attempts and not job["cancel_requested"]:
+                con.execute(
+                    "UPDATE jobs SET status='queued', stage='queued', progress=0, lease_owner=NULL, lease_expires_at=NULL WHERE id=?",
+                    (job_id,),
+                )
+                audit.append(self.db, con, now, "job.retried", job["owner"], job_id)
+                outcome = "retried"
+            else:
+                outcome = "failed"
+        self.metrics.inc("partcrafter_worker_losses_total")
+        if outcome == "failed":
+            if job["cancel_requested"]:
+                self.fail(job_id, job["lease_owner"], "canceled", "")
+            else:
+                msg = f"The worker processing this job stopped unexpectedly ({why}) on {job['attempts']} attempts; the job was not completed."
+                self.fail(job_id, job["lease_owner"], "worker_crashed", msg)
+        return outcome
+
+    def release(self, job_id: str, worker: str) -> None:
+        """Graceful shutdown: back to the queue without using up an attempt."""
+        with self.db.write() as con:
+            con.execute(
+                "UPDATE jobs SET status='queued', stage='queued', progress=0, lease_owner=NULL, lease_expires_at=NULL,"
+                " attempts=MAX(attempts-1, 0) WHERE id=? AND status='running' AND lease_owner=?",
+                (job_id, worker),
+            )
+
+    def recover_after_restart(self) -> int:
+        """At start-up every 'running' job belonged to a previous process: retry or fail each."""
+        rows = self.db.all("SELECT id FROM jobs WHERE status='running'")
+        for r in rows:
+            self.worker_lost(r["id"], None, "the server restarted")
+        return len(rows)

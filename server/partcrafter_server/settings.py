@@ -1,0 +1,191 @@
+"""Every server setting, typed and documented.
+
+Sources, highest priority first: keyword arguments (tests, `create_app`), environment
+variables prefixed `PARTCRAFTER_SERVER_`, then the optional config file named by
+`PARTCRAFTER_SERVER_CONFIG` (TOML when it ends in `.toml`, JSON otherwise), then the
+defaults below. docs/server.md is generated from the same descriptions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+POLICY_VERSION = "2025-01-13"  # "Last updated" of the privacy policy the consent dialog shows
+HARD_MAX_RETENTION_DAYS = 30  # the policy's promise; no setting can exceed it
+CONFIG_ENV = "PARTCRAFTER_SERVER_CONFIG"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARTCRAFTER_SERVER_", extra="forbid")
+
+    # --- network -----------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address to listen on. Anything but loopback needs TLS or `behind_tls_proxy`.")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port to listen on (0 picks a free port).")
+    ssl_certfile: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS directly.")
+    ssl_keyfile: Path | None = Field(None, description="PEM private key matching `ssl_certfile`.")
+    behind_tls_proxy: bool = Field(
+        False,
+        description="Set when a reverse proxy terminates TLS in front of this server; allows plain HTTP on a non-loopback address.",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxy addresses whose X-Forwarded-* headers are trusted (uvicorn `forwarded_allow_ips`)."
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Longest time one HTTP request (upload included) may take before 408."
+    )
+    access_log: bool = Field(
+        False, description="Log one line per request (method, route template, status, duration; never paths, IPs or keys)."
+    )
+
+    # --- storage -----------------------------------------------------------------
+    data_dir: Path = Field(Path("./partcrafter-data"), description="Folder for the SQLite database and the encrypted blobs.")
+    key_dir: Path | None = Field(
+        None,
+        description="Folder for the master key ring (default `<data_dir>/keys`). Put it on another volume or a secrets mount.",
+    )
+
+    # --- engines and workers -----------------------------------------------------
+    default_engine: str = Field("relief", description="Engine used when a job names none.")
+    allowed_engines: list[str] = Field(
+        default_factory=lambda: ["relief", "partcrafter"],
+        description="Engines clients may ask for (plugin engines must be listed too).",
+    )
+    engine_plugins: list[str] = Field(
+        default_factory=list, description="Python modules imported at start (server and workers) that call `register_engine`."
+    )
+    weights_dir: Path | None = Field(
+        None,
+        description="PartCrafter weights folder; exported as PARTCRAFTER_WEIGHTS to the engines (an existing PARTCRAFTER_WEIGHTS also counts).",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=64, description="Worker processes. Default: one per GPU when GPUs are present, else `cpu_workers`."
+    )
+    cpu_workers: int = Field(1, ge=1, le=64, description="Worker processes on a machine without GPUs.")
+    job_timeout_s: float = Field(1800.0, gt=0, description="A job running longer than this is stopped and failed.")
+    cancel_grace_s: float = Field(10.0, gt=0, description="How long a worker may ignore a cancel before it is killed.")
+    lease_s: float = Field(30.0, gt=0, description="Job lease length; workers renew it by heartbeat while they run the job.")
+    heartbeat_s: float = Field(2.0, gt=0, description="Heartbeat period of a worker holding a lease.")
+    max_attempts: int = Field(2, ge=1, le=5, description="Tries per job when its worker dies (2 = retried once, then failed).")
+
+    # --- limits ------------------------------------------------------------------
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image upload in bytes.")
+    max_pixels: int = Field(
+        4096 * 4096, ge=64, description="Largest accepted image area (width x height), checked before decoding."
+    )
+    max_side: int = Field(8192, ge=8, description="Largest accepted image width or height in pixels.")
+    min_side: int = Field(16, ge=1, description="Smallest accepted image width or height in pixels.")
+    max_steps: int = Field(200, ge=1, description="Largest accepted `steps` parameter.")
+    max_guidance: float = Field(30.0, gt=0, description="Largest accepted `guidance` parameter.")
+    max_queue: int = Field(100, ge=1, description="Queued jobs across all keys; beyond it submissions get 503 queue_full.")
+    max_active_jobs_per_key: int = Field(4, ge=1, description="Unfinished jobs one key may have; beyond it 429 rate_limited.")
+    submit_rate_per_minute: int = Field(30, ge=1, description="Job submissions one key may make per minute.")
+    request_rate_per_minute: int = Field(1200, ge=1, description="Requests of any kind one key may make per minute.")
+
+    # --- privacy -----------------------------------------------------------------
+    policy_version: str = Field(POLICY_VERSION, description="Privacy policy version clients must have consented to.")
+    policy_url: str = Field(
+        "https://partcrafter.net/privacy", description="Where the client's consent dialog links to the policy."
+    )
+    result_retention_days: float = Field(7.0, gt=0, le=HARD_MAX_RETENTION_DAYS, description="Days a finished result is kept.")
+    max_retention_days: float = Field(
+        30.0,
+        gt=0,
+        le=HARD_MAX_RETENTION_DAYS,
+        description="Days after submission when everything about a job is erased (at most 30).",
+    )
+    idempotency_hours: float = Field(24.0, gt=0, le=24 * 30, description="Hours an Idempotency-Key is remembered.")
+    sweep_interval_s: float = Field(60.0, gt=0, description="Period of the retention sweeper (it also runs at start-up).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.result_retention_days > self.max_retention_days:
+            raise ValueError("result_retention_days cannot exceed max_retention_days")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get(CONFIG_ENV)
+        if config:
+            path = Path(config)
+            if not path.is_file():
+                raise ValueError(f"Config file not found: {path}")
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+        return tuple(sources)
+
+    # --- derived -----------------------------------------------------------------
+    @property
+    def keys_path(self) -> Path:
+        return self.key_dir or self.data_dir / "keys"
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    def worker_count(self) -> tuple[int, list[int | None]]:
+        """Number of worker processes and the GPU index each one owns (None: CPU)."""
+        gpus = count_gpus() if (self.weights_dir or os.environ.get("PARTCRAFTER_WEIGHTS")) else 0
+        if self.workers is not None:
+            n = self.workers
+        else:
+            n = gpus or self.cpu_workers
+        return n, [i if i < gpus else None for i in range(n)]
+
+    def listen_problem(self) -> str | None:
+        """Why this configuration must not listen, or None when it may."""
+        if self.tls or self.behind_tls_proxy or is_loopback(self.host):
+            return None
+        return (
+            f"Refusing to serve plain HTTP on {self.host}: images would cross the network unencrypted. "
+            "Give ssl_certfile and ssl_keyfile, or set behind_tls_proxy=true when a TLS reverse proxy is in front."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def count_gpus() -> int:
+    """NVIDIA GPUs visible to this machine, without importing torch."""
+    dev = Path("/dev")
+    return sum(1 for p in dev.glob("nvidia[0-9]*")) if dev.is_dir() else 0
+
+
+def describe_settings() -> list[dict[str, Any]]:
+    """(name, env var, default, description) rows for the settings reference."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        rows.append(
+            {"name": name, "env": f"PARTCRAFTER_SERVER_{name.upper()}", "default": default, "description": field.description}
+        )
+    return rows

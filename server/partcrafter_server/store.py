@@ -1,0 +1,142 @@
+"""Jobs, keys and blob keys in SQLite (WAL), one connection per thread.
+
+`secure_delete` is on so that erased rows (wrapped data keys above all) are
+overwritten in the database file instead of lingering in free pages.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, secret_hash BLOB NOT NULL, created_at REAL NOT NULL,
+    age_confirmed_at REAL NOT NULL, revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'queued', progress REAL NOT NULL DEFAULT 0,
+    engine TEXT NOT NULL, params TEXT NOT NULL, policy_version TEXT NOT NULL,
+    parts TEXT NOT NULL DEFAULT '[]', error_code TEXT, error_message TEXT,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+    input_blob TEXT, input_deleted_at REAL,
+    result_blob TEXT, result_size INTEGER, result_etag TEXT, result_expires_at REAL,
+    purge_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT, lease_expires_at REAL, timings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
+CREATE TABLE IF NOT EXISTS blob_keys (
+    blob_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, kind TEXT NOT NULL,
+    master_id TEXT NOT NULL, wrapped BLOB NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blob_keys_job ON blob_keys(job_id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL,
+    job_id TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (owner, idem_key)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, event TEXT NOT NULL, key_id TEXT, job_id TEXT,
+    policy_version TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+FINISHED = ("succeeded", "failed", "canceled", "expired")
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()  # one writer per process; SQLite serialises processes
+        with self._write_lock:
+            self.conn().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+
+    def conn(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA secure_delete=ON")
+            con.execute("PRAGMA foreign_keys=ON")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE so concurrent writers queue instead of failing)."""
+        with self._write_lock:
+            con = self.conn()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def one(self, sql: str, args: tuple = ()) -> dict[str, Any] | None:
+        row = self.conn().execute(sql, args).fetchone()
+        return dict(row) if row else None
+
+    def all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn().execute(sql, args).fetchall()]
+
+    def scalar(self, sql: str, args: tuple = ()) -> Any:
+        row = self.conn().execute(sql, args).fetchone()
+        return row[0] if row else None
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it, so erased pages leave the WAL too."""
+        self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- meta --------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        return self.scalar("SELECT value FROM meta WHERE name=?", (name,))
+
+    def set_meta(self, con: sqlite3.Connection, name: str, value: str) -> None:
+        con.execute(
+            "INSERT INTO meta(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value)
+        )
+
+    # --- jobs --------------------------------------------------------------------
+    def job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        if owner is None:
+            return decode_job(self.one("SELECT * FROM jobs WHERE id=?", (job_id,)))
+        return decode_job(self.one("SELECT * FROM jobs WHERE id=? AND owner=?", (job_id, owner)))
+
+    def jobs_of(self, owner: str) -> list[dict[str, Any]]:
+        return [decode_job(r) for r in self.all("SELECT * FROM jobs WHERE owner=? ORDER BY seq", (owner,))]  # type: ignore[misc]
+
+    def queue_position(self, seq: int) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE status='queued' AND seq<=?", (seq,)))
+
+    def queued_count(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE status='queued'"))
+
+    def active_count(self, owner: str) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued','running')", (owner,)))
+
+    def status_counts(self) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self.all("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+
+
+def decode_job(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    row["params"] = json.loads(row["params"])
+    row["parts"] = json.loads(row["parts"])
+    row["timings"] = json.loads(row["timings"])
+    return row

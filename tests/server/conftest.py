@@ -1,0 +1,45 @@
+"""Fixtures: one shared server process for the session, keys and clients."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server_test_support import Client, ServerProcess, png_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("server"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server_keys(server: ServerProcess) -> list[str]:
+    return [server.new_key() for _ in range(3)]
+
+
+@pytest.fixture()
+def client(server: ServerProcess, server_keys: list[str]) -> Iterator[Client]:
+    c = Client(server, server_keys[0])
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def other_client(server: ServerProcess, server_keys: list[str]) -> Iterator[Client]:
+    c = Client(server, server_keys[1])
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def sample_png() -> bytes:
+    return png_bytes((96, 80), seed=1)
