@@ -105,7 +105,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
             options=options,
         )
         if uses_server(context):
-            make_engine = server_engine_factory(self, context, image)
+            make_engine = server_engine_factory(self, context)
         else:
             make_engine = engine_factory(engine_name, bpy.path.abspath(prefs.python_executable), options)
         return lambda progress, cancel: run_generation(image, settings, make_engine, progress, cancel)

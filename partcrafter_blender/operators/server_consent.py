@@ -1,11 +1,17 @@
 """The server backend inside Blender: settings, the consent gate, and the consent dialog.
 
 The generate operator calls `server_engine_factory()` from its job_prepare when the
-backend is Server. That function either returns an engine factory (consent is on
-record) or opens the consent dialog and raises `ConsentPending`; headless it
-refuses unless the caller said `consent_upload=True`. The dialog records Accept or
-Decline in the ledger; Accept re-runs generate with the consented policy version and
-image hash, Decline sends nothing.
+backend is Server. It returns an engine factory when consent is given: the operator's
+`consent_upload` (headless runs) or the policy version a consent dialog agreed to.
+Otherwise, with the interface, it starts the consent check and raises `ConsentPending`;
+without the interface it refuses and sends nothing.
+
+The consent check (`partcrafter.server_consent_check`) is a job like generation: the
+policy request and the image minimisation run on the worker thread, so the interface
+stays responsive (and Esc cancels). Back on the main thread it either runs generate
+again under a standing consent, or opens the consent dialog. The dialog records Accept
+or Decline in the ledger; Accept re-runs generate with the consented policy version
+and image hash, Decline sends nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any, Callable
 import bpy
 
 from ..generation import ImageInput
-from ..inference import Cancelled, GenerationResult
+from ..inference import Cancelled, GenerationResult, InputImageError, PartCrafterError, ProgressEvent
+from ..inference.images import LoadedImage
 from ..preferences import get_preferences
 from ..remote.client import ServerClient
 from ..remote.consent import ConsentLedger
@@ -26,6 +33,7 @@ from ..remote.engine import RemoteEngine
 from ..remote.errors import InvalidServerURL
 from ..remote.gate import (
     POLICY_TIMEOUT,
+    ConsentQuestion,
     ServerConfig,
     connect,
     consent_question,
@@ -34,12 +42,15 @@ from ..remote.gate import (
 )
 from ..remote.keystore import load_key
 from ..remote.userdir import server_user_dir
+from ..scene.sources import image_input_from_blender
+from ._job_mixin import JobOperatorMixin
 
 GENERATE_ARGS = ("filepath", "image_name", "num_parts", "seed", "steps", "guidance", "quality", "engine", "size")
+HEADLESS_FLAG = "consent_upload=True (operator) or --consent-upload (command line)"
 
 
 class ConsentPending(Cancelled):
-    """Generation paused for the consent dialog; nothing has been sent."""
+    """Generation handed over to the consent check (and maybe the dialog); nothing has been sent."""
 
 
 def server_config(context: bpy.types.Context | None = None, with_key: bool = True) -> ServerConfig:
@@ -78,7 +89,12 @@ def connect_from_preferences(context: bpy.types.Context | None = None, url: str 
     return connect(config, bool(bpy.app.online_access))
 
 
-def server_engine_factory(op: Any, context: bpy.types.Context, image: ImageInput) -> Callable[[], RemoteEngine]:
+def interactive(context: bpy.types.Context) -> bool:
+    """A person is there to answer a dialog (not --background, not a window-less call)."""
+    return not bpy.app.background and context.window is not None
+
+
+def server_engine_factory(op: Any, context: bpy.types.Context) -> Callable[[], RemoteEngine]:
     """Main thread, from the generate operator's job_prepare. See the module docstring."""
     config = server_config(context)
     directory = server_user_dir()
@@ -95,16 +111,48 @@ def server_engine_factory(op: Any, context: bpy.types.Context, image: ImageInput
             consented_sha256=op.consent_sha256 or None,
         )
         return lambda: engine
-    if bpy.app.background or context.window is None:
-        raise headless_refusal(client.host, "consent_upload=True (operator) or --consent-upload (command line)")
-    ledger = ConsentLedger(directory)
-    policy_client = connect(config, bool(bpy.app.online_access), POLICY_TIMEOUT)
-    question, ask = consent_question(policy_client, ledger, image.load().rgba, config.ask_every_time)
-    if not ask:
-        engine = remote_engine(client, config, directory, policy_version=question.policy.version)
-        return lambda: engine
+    if not interactive(context):
+        raise headless_refusal(client.host, HEADLESS_FLAG)
     args = {name: getattr(op, name) for name in GENERATE_ARGS}
-    bpy.ops.partcrafter.server_consent(
+    try:
+        bpy.ops.partcrafter.server_consent_check("INVOKE_DEFAULT", generate_args=json.dumps(args))
+    except RuntimeError as exc:  # it could not start (e.g. the image is missing); it said why
+        raise PartCrafterError(ops_error_text(exc)) from None
+    raise ConsentPending(f"Checking your consent for {client.host} first; nothing has been sent yet.")
+
+
+def image_loader(args: dict[str, Any]) -> Callable[[], LoadedImage]:
+    """Main thread: what the worker calls to load the image named by generate arguments.
+    Pixels of a Blender image are read here (bpy); decoding happens on the worker."""
+    if args.get("image_name"):
+        image = bpy.data.images.get(args["image_name"])
+        if image is None:
+            raise InputImageError(f"There is no image named '{args['image_name']}' in this file.")
+        return image_input_from_blender(image).load
+    if args.get("filepath"):
+        path = bpy.path.abspath(args["filepath"])
+        return lambda: ImageInput.from_file(path).load()
+    raise InputImageError("Choose a reference image first (a file or an image loaded in Blender).")
+
+
+def generate_args(text: str) -> dict[str, Any]:
+    """The generate arguments handed through an operator property, only the known ones."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        data = {}
+    return {k: v for k, v in data.items() if k in GENERATE_ARGS} if isinstance(data, dict) else {}
+
+
+def run_generate(context: bpy.types.Context, args: dict[str, Any], **consent: str) -> set[str]:
+    mode = "INVOKE_DEFAULT" if interactive(context) else "EXEC_DEFAULT"
+    return bpy.ops.partcrafter.generate(mode, **args, **consent)
+
+
+def open_consent_dialog(context: bpy.types.Context, question: ConsentQuestion, ask_every_time: bool, args: dict[str, Any]) -> set[str]:
+    if not interactive(context):  # never answer the dialog on the user's behalf
+        raise headless_refusal(question.host, HEADLESS_FLAG)
+    return bpy.ops.partcrafter.server_consent(
         "INVOKE_DEFAULT",
         host=question.host,
         server=question.server,
@@ -118,10 +166,29 @@ def server_engine_factory(op: Any, context: bpy.types.Context, image: ImageInput
         width=question.upload.width,
         height=question.upload.height,
         size=question.upload.size,
-        ask_every_time=config.ask_every_time,
+        ask_every_time=ask_every_time,
         generate_args=json.dumps(args),
     )
-    raise ConsentPending(f"Waiting for your answer in the consent dialog; nothing has been sent to {question.host}.")
+
+
+def call_next(op: bpy.types.Operator, step: Callable[[], set[str]]) -> set[str]:
+    """Run the next operator of a chain, as `op`'s last act: FINISHED once it started
+    (it may go on as a modal job or dialog of its own), else CANCELLED. A failure is
+    reported by `op`, not raised out of a modal handler or dialog (bpy.ops turns error
+    reports into RuntimeError)."""
+    try:
+        started = step()
+        return {"FINISHED"} if started & {"FINISHED", "RUNNING_MODAL"} else {"CANCELLED"}
+    except PartCrafterError as exc:
+        op.report({"ERROR"}, str(exc))
+    except RuntimeError as exc:
+        op.report({"ERROR"}, ops_error_text(exc))
+    return {"CANCELLED"}
+
+
+def ops_error_text(exc: RuntimeError) -> str:
+    """The report text inside the RuntimeError that bpy.ops raises for an error report."""
+    return str(exc).strip().removeprefix("Error:").strip()
 
 
 def finish_remote_import(context: bpy.types.Context, result: GenerationResult) -> str:
@@ -196,10 +263,9 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         if not accepted:
             self.report({"INFO"}, f"Declined: nothing was sent to {self.host}.")
             return {"CANCELLED"}
-        args = json.loads(self.generate_args or "{}")
-        mode = "INVOKE_DEFAULT" if context.window is not None and not bpy.app.background else "EXEC_DEFAULT"
-        return bpy.ops.partcrafter.generate(
-            mode, **args, consent_policy_version=self.policy_version, consent_sha256=self.sha256
+        args = generate_args(self.generate_args)
+        return call_next(
+            self, lambda: run_generate(context, args, consent_policy_version=self.policy_version, consent_sha256=self.sha256)
         )
 
     def cancel(self, _context: bpy.types.Context) -> None:
@@ -220,4 +286,60 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         )
 
 
-classes = (PARTCRAFTER_OT_server_consent,)
+class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
+    """Read the server's privacy policy and prepare the image, then ask for consent (or upload under a standing one)"""
+
+    bl_idname = "partcrafter.server_consent_check"
+    bl_label = "Check Consent for the Server"
+    bl_options = {"INTERNAL"}
+
+    job_title = "Reading the server's privacy policy"
+
+    generate_args: bpy.props.StringProperty(options={"SKIP_SAVE"})
+
+    _ask_every_time: bool = False
+    _next: Callable[[bpy.types.Context], set[str]] | None = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return cls.job_poll(context)
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., tuple[ConsentQuestion, bool]]:
+        load = image_loader(generate_args(self.generate_args))
+        config = server_config(context)
+        client = connect(config, bool(bpy.app.online_access), POLICY_TIMEOUT)
+        ledger = ConsentLedger(server_user_dir())
+        self._ask_every_time = config.ask_every_time
+
+        def work(progress: Any, cancel: Any) -> tuple[ConsentQuestion, bool]:
+            progress(ProgressEvent("preprocess", 0.1, "Preparing the image to upload"))
+            rgba = load().rgba
+            cancel.raise_if_cancelled()
+            progress(ProgressEvent("policy", 0.5, f"Reading the privacy policy of {client.host}"))
+            return consent_question(client, ledger, rgba, config.ask_every_time, cancel)
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, outcome: tuple[ConsentQuestion, bool]) -> None:
+        question, ask = outcome
+        args = generate_args(self.generate_args)
+        if ask:
+            self._next = lambda ctx: open_consent_dialog(ctx, question, self._ask_every_time, args)
+        else:  # a standing consent covers this server and policy version
+            self._next = lambda ctx: run_generate(ctx, args, consent_policy_version=question.policy.version)
+
+    # The next step starts only once this job has ended and released the job slot.
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        return self._then(context, super().execute(context))
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return self._then(context, super().modal(context, event))
+
+    def _then(self, context: bpy.types.Context, outcome: set[str]) -> set[str]:
+        step, self._next = self._next, None
+        if outcome != {"FINISHED"} or step is None:
+            return outcome
+        return call_next(self, lambda: step(context))
+
+
+classes = (PARTCRAFTER_OT_server_consent, PARTCRAFTER_OT_server_consent_check)

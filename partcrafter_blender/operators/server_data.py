@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bpy
 
-from ..remote.errors import RemoteError
+from ..inference import PartCrafterError, ProgressEvent
+from ..remote.client import ServerClient
+from ._job_mixin import JobOperatorMixin, job_state
 from .server_consent import connect_from_preferences, server_poll_problem
 
 # The last /v1/me answer per server, for the panel (runtime only, never saved).
@@ -30,45 +32,73 @@ def summary(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-class _ServerOperator:
+class _ServerDataJob(JobOperatorMixin):
+    """Each request runs as a job on the worker thread when a person clicked (the
+    interface stays responsive, progress and Cancel show in the panel), blocking in
+    background runs and scripts."""
+
+    _server: str = ""
+    _host: str = ""
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
+        if not cls.job_poll(context):
+            return False
         problem = server_poll_problem(context)
         if problem:
             cls.poll_message_set(problem)
             return False
         return True
 
+    def _connect(self, context: bpy.types.Context) -> ServerClient:
+        client = connect_from_preferences(context)
+        self._server, self._host = client.endpoint.base_url, client.host
+        return client
 
-class PARTCRAFTER_OT_server_my_data(_ServerOperator, bpy.types.Operator):
+    def _conclude_with(self, context: bpy.types.Context, message: str) -> None:
+        job_state(context).last_result = message
+        self.report({"INFO"}, message)
+
+
+class PARTCRAFTER_OT_server_my_data(_ServerDataJob, bpy.types.Operator):
     """Ask the server what it holds for your API key"""
 
     bl_idname = "partcrafter.server_my_data"
     bl_label = "Show My Data"
     bl_options = {"INTERNAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            client = connect_from_preferences(context)
-            data = client.me()
-        except RemoteError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        my_data[client.endpoint.base_url] = data
-        for line in summary(data):
+    job_title = "Asking the server what it holds"
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., dict[str, Any]]:
+        client = self._connect(context)
+
+        def work(progress: Any, _cancel: Any) -> dict[str, Any]:
+            progress(ProgressEvent("request", 0.1, f"Asking {client.host} what it holds for your key"))
+            return client.me()
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, data: dict[str, Any]) -> None:
+        my_data[self._server] = data
+        lines = summary(data)
+        for line in (lines[0], *lines[2:]):
             self.report({"INFO"}, line)
-        return {"FINISHED"}
+        self._conclude_with(context, f"{self._host} holds: {lines[1]}")
 
 
-class PARTCRAFTER_OT_server_export(_ServerOperator, bpy.types.Operator):
+class PARTCRAFTER_OT_server_export(_ServerDataJob, bpy.types.Operator):
     """Save everything the server holds for your key (metadata and results) as a ZIP archive"""
 
     bl_idname = "partcrafter.server_export"
     bl_label = "Export My Data"
     bl_options = {"INTERNAL"}
 
+    job_title = "Exporting your data from the server"
+
     filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     filter_glob: bpy.props.StringProperty(default="*.zip", options={"HIDDEN", "SKIP_SAVE"})
+
+    _dest: Path | None = None
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if not self.filepath:
@@ -76,28 +106,33 @@ class PARTCRAFTER_OT_server_export(_ServerOperator, bpy.types.Operator):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., int]:
         if not self.filepath:
-            self.report({"ERROR"}, "Choose where to save the export.")
-            return {"CANCELLED"}
+            raise PartCrafterError("Choose where to save the export.")
         dest = Path(bpy.path.abspath(self.filepath))
         if dest.suffix.lower() != ".zip":
             dest = dest.with_name(dest.name + ".zip")
-        try:
-            size = connect_from_preferences(context).export_me(dest)
-        except RemoteError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Saved your data ({size:,} bytes) to {dest}")
-        return {"FINISHED"}
+        client = self._connect(context)
+        self._dest = dest
+
+        def work(progress: Any, cancel: Any) -> int:
+            progress(ProgressEvent("download", 0.1, f"Downloading your data from {client.host}"))
+            return client.export_me(dest, cancel)
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, size: int) -> None:
+        self._conclude_with(context, f"Saved your data from {self._host} ({size:,} bytes) to {self._dest}")
 
 
-class PARTCRAFTER_OT_server_delete_all(_ServerOperator, bpy.types.Operator):
+class PARTCRAFTER_OT_server_delete_all(_ServerDataJob, bpy.types.Operator):
     """Delete every job and result the server holds for your key. This cannot be undone"""
 
     bl_idname = "partcrafter.server_delete_all"
     bl_label = "Delete All My Data on the Server"
     bl_options = {"INTERNAL"}
+
+    job_title = "Deleting your data on the server"
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         return context.window_manager.invoke_confirm(
@@ -109,16 +144,19 @@ class PARTCRAFTER_OT_server_delete_all(_ServerOperator, bpy.types.Operator):
             icon="WARNING",
         )
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            client = connect_from_preferences(context)
-            deleted = client.delete_me()
-        except RemoteError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        my_data.pop(client.endpoint.base_url, None)
-        self.report({"INFO"}, f"Deleted {deleted} job(s) and their results from {client.host}.")
-        return {"FINISHED"}
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., int]:
+        client = self._connect(context)
+
+        def work(progress: Any, cancel: Any) -> int:
+            progress(ProgressEvent("request", 0.1, f"Deleting your data on {client.host}"))
+            cancel.raise_if_cancelled()  # the last moment a cancel can keep the data
+            return client.delete_me()
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, deleted: int) -> None:
+        my_data.pop(self._server, None)
+        self._conclude_with(context, f"Deleted {deleted} job(s) and their results from {self._host}.")
 
 
 classes = (PARTCRAFTER_OT_server_my_data, PARTCRAFTER_OT_server_export, PARTCRAFTER_OT_server_delete_all)

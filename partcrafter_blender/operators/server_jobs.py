@@ -1,4 +1,5 @@
-"""Unfinished server jobs (they survive a Blender restart): resume one, or cancel it."""
+"""Unfinished server jobs (they survive a Blender restart): resume one, or cancel it.
+Both talk to the server on the job worker thread when a person clicked."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import bpy
 import numpy as np
 
 from ..generation import GenerationOutcome, provenance
+from ..inference import ProgressEvent
 from ..inference.images import LoadedImage
 from ..preferences import get_preferences
-from ..remote.errors import JobNotFound, RemoteError
+from ..remote.errors import RemoteError
 from ..remote.gate import remote_engine
 from ..remote.pending import PendingJob, PendingJobs
 from ..remote.userdir import server_user_dir
@@ -62,7 +64,13 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
             started = time.perf_counter()
             result = engine.resume(pending, progress, cancel)
             return GenerationOutcome(
-                result=result, image=image, job_id=pending.job_id, created=pending.submitted_at, seconds=time.perf_counter() - started
+                result=result,
+                image=image,
+                job_id=pending.job_id,
+                created=pending.submitted_at,
+                seconds=time.perf_counter() - started,
+                # Only the neural engine is PartCrafter; anything else the server ran is a preview.
+                is_preview=result.engine != "partcrafter",
             )
 
         return work
@@ -83,29 +91,36 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
         self.report({"WARNING"} if warning else {"INFO"}, warning or summary)
 
 
-class PARTCRAFTER_OT_server_cancel_job(bpy.types.Operator):
-    """Cancel an unfinished job on the server and remove it from this list"""
+class PARTCRAFTER_OT_server_cancel_job(JobOperatorMixin, bpy.types.Operator):
+    """Cancel an unfinished job on the server, erase it there (unless you keep server copies) and remove it from this list"""
 
     bl_idname = "partcrafter.server_cancel_job"
     bl_label = "Cancel Server Job"
     bl_options = {"INTERNAL"}
 
+    job_title = "Cancelling server job"
+
     job_id: bpy.props.StringProperty(name="Job", options={"SKIP_SAVE"})
     server: bpy.props.StringProperty(name="Server", options={"SKIP_SAVE"})
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        store = PendingJobs(server_user_dir())
-        try:
-            pending = _pending(self.server, self.job_id)
-            connect_from_preferences(context, url=pending.server).cancel(pending.job_id)
-        except JobNotFound:
-            pass  # already gone on the server: nothing left to cancel
-        except RemoteError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        store.remove(self.server, self.job_id)
-        self.report({"INFO"}, f"Cancelled job {self.job_id} on the server.")
-        return {"FINISHED"}
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return cls.job_poll(context)
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., str]:
+        pending = _pending(self.server, self.job_id)
+        client = connect_from_preferences(context, url=pending.server)
+        engine = remote_engine(client, server_config(context), server_user_dir(), policy_version=pending.policy_version)
+
+        def work(progress: Any, _cancel: Any) -> str:
+            progress(ProgressEvent("cancel", 0.1, f"Cancelling job {pending.job_id} on {client.host}"))
+            return engine.cancel_on_server(pending.job_id)
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, outcome: str) -> None:
+        job_state(context).last_result = outcome
+        self.report({"INFO"}, outcome)
 
 
 classes = (PARTCRAFTER_OT_server_resume, PARTCRAFTER_OT_server_cancel_job)

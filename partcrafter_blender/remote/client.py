@@ -22,6 +22,8 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from ..inference.contract import CancelToken
+from ..inference.errors import Cancelled
 from .endpoint import API_KEY_ENV, Endpoint, parse_server_url
 from .errors import (
     AuthFailed,
@@ -195,8 +197,9 @@ class ServerClient:
     def me(self) -> dict[str, Any]:
         return self._json("GET", "/v1/me")
 
-    def export_me(self, destination: str | os.PathLike[str]) -> int:
-        """Save the export archive to `destination` (atomically); returns its size in bytes."""
+    def export_me(self, destination: str | os.PathLike[str], cancel: CancelToken | None = None) -> int:
+        """Save the export archive to `destination` (atomically); returns its size in bytes.
+        Cancelling stops the download between chunks and leaves no file behind."""
         dest = Path(destination)
         if dest.is_dir():
             raise RemoteError(f"Choose a file name for the export, not a folder: {dest}")
@@ -206,12 +209,14 @@ class ServerClient:
         resp = self._request("GET", "/v1/me/export", stream=True)
         try:
             with resp, open(partial, "wb") as fh:
-                size = self._copy_body(resp, fh, MAX_EXPORT_BYTES, "the export archive")
+                size = self._copy_body(resp, fh, MAX_EXPORT_BYTES, "the export archive", cancel)
             if not zipfile.is_zipfile(partial):
                 raise DownloadFailed(f"The export from {self.host} is not a valid ZIP archive; nothing was saved.")
             os.replace(partial, dest)
         except OSError as exc:
             raise RemoteError(f"Cannot save the export to {dest}: {exc.strerror or exc}") from exc
+        except Cancelled:
+            raise Cancelled(f"Export cancelled; nothing was saved to {dest}.") from None
         finally:
             partial.unlink(missing_ok=True)
         return size
@@ -416,12 +421,14 @@ class ServerClient:
         self._copy_body(resp, _Sink(), limit, what)
         return b"".join(chunks)
 
-    def _copy_body(self, resp: requests.Response, sink: Any, limit: int, what: str) -> int:
+    def _copy_body(self, resp: requests.Response, sink: Any, limit: int, what: str, cancel: CancelToken | None = None) -> int:
         declared = resp.headers.get("Content-Length")
         encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         total = 0
         try:
             for chunk in resp.iter_content(_CHUNK):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
                 total += len(chunk)
                 if total > limit:
                     raise DownloadFailed(f"{what.capitalize()} from {self.host} is larger than {limit} bytes; refusing it.")

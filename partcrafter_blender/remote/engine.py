@@ -2,10 +2,11 @@
 
 generate(): minimise the image, check it is what the user consented to, submit,
 poll (honouring Retry-After, backing off otherwise), download, verify, parse.
-Cancelling the token cancels the job on the server too. The job stays in the
-pending list until `finish()` is called after a successful import (which also
-deletes the server copy unless the user keeps it), so a crash or restart in
-between loses nothing: `resume()` picks the job up again.
+Cancelling the token cancels the job on the server too, and erases it there unless
+the user keeps server copies. The job stays in the pending list until `finish()` is
+called after a successful import (which also deletes the server copy unless the user
+keeps it), so a crash or restart in between loses nothing: `resume()` picks the job
+up again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .consent import ConsentLedger
 from .errors import (
     ConsentRequired,
     DownloadFailed,
+    JobNotFound,
     RateLimited,
     RemoteError,
     RemoteJobFailed,
@@ -158,12 +160,29 @@ class RemoteEngine:
             self.pending.remove(self.client.endpoint.base_url, job_id)
         return warning
 
-    def cancel_job(self, job_id: str) -> Job:
-        """Cancel on the server and forget the job locally (the panel's Cancel button)."""
-        job = self.client.cancel(job_id)
-        if self.pending is not None:
-            self.pending.remove(self.client.endpoint.base_url, job_id)
-        return job
+    def cancel_on_server(self, job_id: str) -> str:
+        """A user's cancel: stop the job on the server, erase it there unless copies are
+        kept, and forget it locally. Returns a sentence saying what happened; raises
+        RemoteError (job still listed) only when the server could not be told to stop."""
+        host = self.client.host
+        try:
+            self.client.cancel(job_id)
+        except JobNotFound:
+            self._forget_id(job_id)
+            return f"Job {job_id} is no longer on the server {host}; nothing was left to cancel."
+        self._forget_id(job_id)
+        if self.keep_on_server:
+            return f"Cancelled; the server {host} stopped job {job_id} and keeps it until its retention ends (preferences)."
+        try:
+            self.client.delete_job(job_id)
+        except JobNotFound:
+            pass  # erased already (e.g. by Delete Everything)
+        except RemoteError as exc:
+            return (
+                f"Cancelled; the server {host} stopped job {job_id}, but erasing it there failed ({exc}) "
+                "It is erased when its retention ends, or now with Delete Everything under Your Data."
+            )
+        return f"Cancelled; job {job_id} was stopped and erased on the server {host}."
 
     # ---- internals ----
 
@@ -320,14 +339,13 @@ class RemoteEngine:
 
     def _cancel_on_server(self, job: Job) -> Job:
         try:
-            self.client.cancel(job.id)
+            outcome = self.cancel_on_server(job.id)
         except RemoteError as exc:
             raise Cancelled(
                 f"Cancelled here, but the server {self.client.host} could not be told ({exc}). "
                 "The job is still listed under Unfinished jobs; cancel it there."
             ) from exc
-        self._forget_id(job.id)
-        raise Cancelled(f"Cancelled; the server {self.client.host} was told to stop job {job.id}.")
+        raise Cancelled(outcome)
 
     def _forget(self, pending: PendingJob) -> None:
         self._forget_id(pending.job_id)

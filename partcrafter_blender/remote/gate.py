@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..inference.contract import CancelToken
 from .client import DEFAULT_TIMEOUT, Policy, ServerClient
 from .consent import ConsentLedger
 from .endpoint import Endpoint, parse_server_url, require_online_access, resolve_api_key
@@ -19,7 +20,7 @@ from .errors import ConsentRequired
 from .minimise import UploadImage, minimise_pixels
 from .pending import PendingJobs
 
-POLICY_TIMEOUT = (5.0, 10.0)  # the policy is fetched on Blender's main thread: keep it short
+POLICY_TIMEOUT = (5.0, 10.0)  # someone is waiting for the consent dialog: fail fast
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,21 @@ class ConsentQuestion:
     upload: UploadImage
 
 
-def consent_question(client: ServerClient, ledger: ConsentLedger, rgba: np.ndarray, ask_every_time: bool) -> tuple[ConsentQuestion, bool]:
+def consent_question(
+    client: ServerClient,
+    ledger: ConsentLedger,
+    rgba: np.ndarray,
+    ask_every_time: bool,
+    cancel: CancelToken | None = None,
+) -> tuple[ConsentQuestion, bool]:
     """Fetch the policy (no image is sent) and minimise the image; returns the
-    question and whether it must be asked (first upload, new policy, or ask-every-time)."""
+    question and whether it must be asked (first upload, new policy, or ask-every-time).
+    Slow (network, image work): the add-on runs it on its worker thread."""
+    cancel = cancel or CancelToken()
     policy = client.policy()
+    cancel.raise_if_cancelled()
     upload = minimise_pixels(rgba)
+    cancel.raise_if_cancelled()
     question = ConsentQuestion(host=client.host, server=client.endpoint.base_url, policy=policy, upload=upload)
     return question, ledger.needs_consent(question.server, policy.version, ask_every_time)
 

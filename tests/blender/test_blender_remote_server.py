@@ -49,6 +49,20 @@ def prefs(bpy_addon: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy
     p.backend = "LOCAL"
 
 
+def job_ids(me: dict[str, Any]) -> list[str]:
+    return [j["id"] for j in me["jobs"]]
+
+
+def record_job_slot(proxy: Any) -> list[tuple[str, str, bool]]:
+    """(method, path, was a PartCrafter job running) for every request the proxy sees:
+    a request made from a job's work runs on the worker thread when a person clicked."""
+    from partcrafter_blender import job_runner
+
+    seen: list[tuple[str, str, bool]] = []
+    proxy.on_request = lambda method, path: seen.append((method, path, job_runner.active() is not None))
+    return seen
+
+
 def part_names(collection: Any) -> list[str]:
     return sorted(o.name.split(".")[0] for o in collection.objects if o.type == "MESH")
 
@@ -213,8 +227,10 @@ def test_resume_after_restart_and_cancel_from_the_list(scene, prefs, proxy, serv
 
     assert bpy.ops.partcrafter.server_cancel_job(job_id=second.job_id, server=second.server) == {"FINISHED"}
     assert proxy.count("POST", f"/v1/jobs/{second.job_id}/cancel") == 1
+    assert proxy.count("DELETE", f"/v1/jobs/{second.job_id}") == 1  # erased too: copies are not kept
     assert PendingJobs(server_user_dir()).list() == []
-    assert ServerClient(server.url, server.key).job(second.job_id).status in ("canceled", "running")
+    assert second.job_id not in job_ids(ServerClient(server.url, server.key).me())
+    assert "erased" in bpy.context.window_manager.partcrafter_job.last_result
 
 
 def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_path: Path, demo_image: Path) -> None:
@@ -230,6 +246,7 @@ def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_p
         assert bpy.ops.partcrafter.generate(filepath=str(demo_image), num_parts=2, quality="draft", consent_upload=True) == {"FINISHED"}
     finally:
         prefs.server.keep_on_server = False
+    seen = record_job_slot(proxy)
     assert bpy.ops.partcrafter.server_my_data() == {"FINISHED"}
     assert my_data[proxy.url]["jobs"]
     archive = tmp_path / "mine.zip"
@@ -237,8 +254,31 @@ def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_p
     with zipfile.ZipFile(archive) as zf:
         assert "metadata.json" in zf.namelist() and any(n.startswith("results/") for n in zf.namelist())
     assert bpy.ops.partcrafter.server_delete_all() == {"FINISHED"}
+    # Every request was made from inside a job (the worker thread, interactively).
+    assert seen == [("GET", "/v1/me", True), ("GET", "/v1/me/export", True), ("DELETE", "/v1/me", True)]
+    state = bpy.context.window_manager.partcrafter_job
+    assert not state.running and state.last_result.startswith("Deleted")
+    assert proxy.url not in my_data
     me = ServerClient(server.url, server.key).me()
     assert me["jobs"] == [] and me["stored_bytes"] == 0
+
+
+def test_data_requests_cancel_and_fail_without_getting_stuck(scene, prefs, proxy, tmp_path: Path) -> None:
+    import bpy
+
+    from partcrafter_blender import job_runner
+
+    state = bpy.context.window_manager.partcrafter_job
+    proxy.on_request = lambda method, path: job_runner.cancel_active() if path == "/v1/me/export" else None
+    out = tmp_path / "out"
+    out.mkdir()
+    assert bpy.ops.partcrafter.server_export(filepath=str(out / "mine.zip")) == {"CANCELLED"}
+    assert list(out.iterdir()) == [] and not state.running  # no archive, no partial file
+    assert state.last_result.startswith("Export cancelled; nothing was saved")
+    prefs.server.api_key = "pcs_not-a-valid-key-0123456789"
+    with pytest.raises(RuntimeError, match="did not accept the API key"):
+        bpy.ops.partcrafter.server_my_data()
+    assert not state.running and job_runner.active() is None
 
 
 def test_api_key_is_never_written_into_a_blend_file(scene, prefs, server, tmp_path: Path) -> None:
@@ -254,3 +294,122 @@ def test_api_key_is_never_written_into_a_blend_file(scene, prefs, server, tmp_pa
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=False)
     assert server.key.encode() not in blend.read_bytes()
     assert "api_key" not in prefs.server.keys()  # no ID property holds it (userpref.blend stays clean)
+
+
+@pytest.fixture
+def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, bool, dict[str, Any]]]:
+    """The consent dialog needs a person at a window: record what it would show instead."""
+    from partcrafter_blender.operators import server_consent
+
+    shown: list[tuple[Any, bool, dict[str, Any]]] = []
+
+    def show(_context: Any, question: Any, ask_every_time: bool, args: dict[str, Any]) -> set[str]:
+        shown.append((question, ask_every_time, args))
+        return {"FINISHED"}
+
+    monkeypatch.setattr(server_consent, "open_consent_dialog", show)
+    return shown
+
+
+def test_consent_check_reads_the_policy_inside_a_job_then_asks(scene, prefs, proxy, server, demo_image: Path, dialogs) -> None:
+    import bpy
+
+    from partcrafter_blender.inference.images import load_image
+    from partcrafter_blender.remote.client import ServerClient
+    from partcrafter_blender.remote.consent import ConsentLedger
+    from partcrafter_blender.remote.minimise import minimise_pixels
+    from partcrafter_blender.remote.userdir import server_user_dir
+
+    args = {"filepath": str(demo_image), "num_parts": 2, "quality": "draft"}
+    seen = record_job_slot(proxy)
+    assert bpy.ops.partcrafter.server_consent_check(generate_args=json.dumps(args)) == {"FINISHED"}
+    # Only the policy was fetched, from inside the job (the worker thread when a person clicked).
+    assert seen == [("GET", "/v1/policy", True)]
+    ((question, ask_every_time, dialog_args),) = dialogs
+    assert question.policy.version == ServerClient(server.url).policy().version
+    assert question.upload.sha256 == minimise_pixels(load_image(demo_image).rgba).sha256
+    assert (ask_every_time, dialog_args) == (False, args)
+    assert ConsentLedger(server_user_dir()).entries() == [] and not bpy.context.window_manager.partcrafter_job.running
+
+    upload = question.upload
+    answer = dict(host=question.host, server=question.server, policy_version=question.policy.version, sha256=upload.sha256)
+    answer.update(width=upload.width, height=upload.height, size=upload.size, generate_args=json.dumps(dialog_args))
+    assert bpy.ops.partcrafter.server_consent(decision="ACCEPT", **answer) == {"FINISHED"}
+    assert proxy.count("POST", "/v1/jobs") == 1
+
+    # A standing consent: the check goes straight on to generate, without a dialog.
+    assert bpy.ops.partcrafter.server_consent_check(generate_args=json.dumps(args)) == {"FINISHED"}
+    assert len(dialogs) == 1 and proxy.count("POST", "/v1/jobs") == 2
+    assert len([c for c in bpy.data.collections if c.name.startswith(demo_image.stem)]) == 2
+    assert [e.decision for e in ConsentLedger(server_user_dir()).entries()] == ["accepted", "uploaded", "uploaded"]
+
+
+def test_consent_check_cancelled_or_unreachable_sends_nothing(scene, prefs, proxy, demo_image: Path, dialogs, snapshot) -> None:
+    import bpy
+
+    from partcrafter_blender import job_runner
+
+    state = bpy.context.window_manager.partcrafter_job
+    args = json.dumps({"filepath": str(demo_image), "num_parts": 2})
+    before = snapshot()
+    proxy.on_request = lambda method, path: job_runner.cancel_active() if path == "/v1/policy" else None
+    assert bpy.ops.partcrafter.server_consent_check(generate_args=args) == {"CANCELLED"}
+    assert dialogs == [] and proxy.count("POST") == 0 and not state.running and snapshot() == before
+
+    prefs.server.url = f"http://127.0.0.1:{harness.free_port()}"
+    with pytest.raises(RuntimeError, match="refused the connection"):
+        bpy.ops.partcrafter.server_consent_check(generate_args=args)
+    with pytest.raises(RuntimeError, match="no image named 'missing'"):
+        bpy.ops.partcrafter.server_consent_check(generate_args=json.dumps({"image_name": "missing"}))
+    assert dialogs == [] and not state.running and job_runner.active() is None and snapshot() == before
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["erase", "keep"])
+def test_cancel_stops_and_erases_the_job_on_the_server(scene, prefs, proxy, server, demo_image: Path, snapshot, keep: bool) -> None:
+    import bpy
+
+    from partcrafter_blender import job_runner
+    from partcrafter_blender.remote.client import ServerClient
+    from partcrafter_blender.remote.pending import PendingJobs
+    from partcrafter_blender.remote.userdir import server_user_dir
+
+    prefs.server.engine = "remote_slow"  # still running when the first poll comes
+    prefs.server.keep_on_server = keep
+    polls: list[str] = []
+
+    def cancel_at_first_poll(method: str, path: str) -> None:
+        if method == "GET" and path.startswith("/v1/jobs/") and not polls:
+            polls.append(path.rsplit("/", 1)[-1])
+            job_runner.cancel_active()  # what Esc or the Cancel button do
+
+    proxy.on_request = cancel_at_first_poll
+    before = snapshot()
+    try:
+        result = bpy.ops.partcrafter.generate(filepath=str(demo_image), num_parts=2, quality="draft", consent_upload=True)
+    finally:
+        prefs.server.keep_on_server = False
+    assert result == {"CANCELLED"} and snapshot() == before
+    (job_id,) = polls
+    state = bpy.context.window_manager.partcrafter_job
+    assert not state.running and PendingJobs(server_user_dir()).list() == []
+    assert proxy.count("POST", f"/v1/jobs/{job_id}/cancel") == 1
+    me = ServerClient(server.url, server.key).me()
+    if keep:
+        assert proxy.count("DELETE") == 0 and job_id in job_ids(me) and "keeps it" in state.last_result
+    else:
+        assert proxy.count("DELETE", f"/v1/jobs/{job_id}") == 1 and "erased" in state.last_result
+        assert job_id not in job_ids(me)  # the server holds nothing for it any more
+
+
+def test_generate_with_the_interface_checks_consent_before_sending(scene, prefs, proxy, demo_image: Path, dialogs, monkeypatch) -> None:
+    import bpy
+
+    from partcrafter_blender.operators import server_consent
+
+    monkeypatch.setattr(server_consent, "interactive", lambda _context: True)  # as if a person clicked Generate
+    seen = record_job_slot(proxy)
+    assert bpy.ops.partcrafter.generate(filepath=str(demo_image), num_parts=2, seed=5) == {"CANCELLED"}
+    assert seen == [("GET", "/v1/policy", True)] and not bpy.context.window_manager.partcrafter_job.running
+    ((question, _, args),) = dialogs
+    assert question.host == f"127.0.0.1:{proxy.port}"
+    assert (args["filepath"], args["num_parts"], args["seed"]) == (str(demo_image), 2, 5)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared").resolve()
@@ -118,12 +118,15 @@ class FaultProxy:
 
     faults: {regex on "METHOD /path": mode}; modes: "status:NNN[:code[:retry-after]]",
     "truncate", "corrupt"; a "once:" prefix removes the fault after its first use.
+    on_request(method, path), when set, runs on the proxy's thread as each request
+    arrives, before it is forwarded (the client is waiting for its answer meanwhile).
     """
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.requests: list[tuple[str, str]] = []
         self.faults: dict[str, str] = {}
+        self.on_request: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
         proxy = self
 
@@ -144,6 +147,8 @@ class FaultProxy:
                     if mode.startswith("once:"):
                         del proxy.faults[key]
                         mode = mode[5:]
+                if proxy.on_request is not None:
+                    proxy.on_request(self.command, self.path)
                 if mode.startswith("status:"):
                     self._status(mode)
                     return
@@ -202,6 +207,7 @@ class FaultProxy:
         with self._lock:
             self.requests.clear()
             self.faults.clear()
+            self.on_request = None
 
     def close(self) -> None:
         self.httpd.shutdown()

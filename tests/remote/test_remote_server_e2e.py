@@ -98,17 +98,18 @@ def test_consent_covers_only_the_image_shown(server, proxy, user_dir: Path, samp
 
 
 def test_cancel_reaches_the_server(server, proxy, user_dir: Path, sample_rgba: np.ndarray) -> None:
+    """With server copies kept the job ends as "canceled" there (erasing it: test_remote_cancel)."""
     client = ServerClient(proxy.url, server.key)
-    engine = make_engine(client, user_dir, server_engine="remote_slow")
+    engine = make_engine(client, user_dir, server_engine="remote_slow", keep_on_server=True)
     token = CancelToken()
 
     def progress(event) -> None:
         if event.stage not in ("upload",):
             token.cancel()  # the job is on the server: press Esc
 
-    with pytest.raises(Cancelled, match="told to stop"):
+    with pytest.raises(Cancelled, match="stopped job .* keeps it"):
         engine.generate(request(sample_rgba), progress, token)
-    assert proxy.count("POST", "/v1/jobs/") == 1  # .../cancel
+    assert proxy.count("POST", "/v1/jobs/") == 1 and proxy.count("DELETE") == 0  # .../cancel only
     job_id = next(p for m, p in proxy.requests if p.endswith("/cancel")).split("/")[3]
     assert PendingJobs(user_dir).list() == []
     direct = ServerClient(server.url, server.key)
