@@ -11,6 +11,8 @@ the glTF importer, >= 4x faster than from_pydata) and writes it to --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import sys
 import tempfile
@@ -87,7 +89,10 @@ def import_ours(parts: list[PartMesh], _glb: Path, _lists: list) -> None:
 
 
 def import_gltf(_parts: list[PartMesh], glb: Path, _lists: list) -> None:
-    result = bpy.ops.import_scene.gltf(filepath=str(glb))
+    # The importer logs every mesh to stdout; keep it out of the table (still formatted,
+    # so it does the same work, minus the terminal).
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = bpy.ops.import_scene.gltf(filepath=str(glb))
     if result != {"FINISHED"}:
         raise RuntimeError(f"glTF import failed: {result}")
 
