@@ -32,7 +32,7 @@ def _stop_requested(should_stop: Callable[[], bool] | None, cancel: CancelToken 
     return bool((cancel is not None and cancel.cancelled) or (should_stop is not None and should_stop()))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def denoise(
     transformer: PartCrafterDiT,
     scheduler: RectifiedFlowScheduler,
@@ -57,7 +57,9 @@ def denoise(
     n = image_embeds.shape[0]
     guided = guidance_scale > 1.0
     context = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if guided else image_embeds
-    context = context.to(dtype)
+    # The condition is the same at every step: its cross-attention keys/values are computed once.
+    # The unconditional half is all zeros: its cross-attention reduces exactly to the output bias.
+    condition = transformer.prepare_condition(context.to(dtype), num_parts=n, zero_rows=n if guided else 0)
 
     latents = initial_noise(n, num_tokens, transformer.config.in_channels, seed).to(device)
     scheduler.set_timesteps(num_steps, device=device)
@@ -66,8 +68,7 @@ def denoise(
         if _stop_requested(should_stop, cancel):
             raise Cancelled()
         model_in = torch.cat([latents, latents]) if guided else latents
-        timestep = t.expand(model_in.shape[0])
-        raw = transformer(model_in.to(dtype), timestep, context, num_parts=n).float()
+        raw = transformer(model_in.to(dtype), t, None, num_parts=n, condition=condition).float()
         if guided:
             uncond, cond = raw.chunk(2)
             velocity = uncond + guidance_scale * (cond - uncond)
@@ -75,7 +76,7 @@ def denoise(
             velocity = raw
         latents_out = scheduler.step(velocity, t, latents)
         if trace is not None:
-            trace(i, {"timestep": timestep, "latents_in": latents, "noise_pred_raw": raw,
+            trace(i, {"timestep": t.expand(model_in.shape[0]), "latents_in": latents, "noise_pred_raw": raw,
                       "noise_pred_guided": velocity, "latents_out": latents_out})
         latents = latents_out
         if progress is not None:

@@ -103,21 +103,27 @@ class Attention(nn.Module):
         # cat(q, k, v) is cut into `heads` slices of 3*hd: [q_h | k_h | v_h] per slice.
         qkv = torch.cat([self.to_q(x), self.to_k(x), self.to_v(x)], dim=-1)
         q, k, v = qkv.view(b, s, self.heads, 3 * self.head_dim).split(self.head_dim, dim=-1)
-        return self._attend(q, k, v)
+        return self._attend(q, self.norm_k(k).transpose(1, 2), v.transpose(1, 2))
 
-    def cross_attention(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        b, s, _ = x.shape
-        q = self.to_q(x).view(b, s, self.heads, self.head_dim)
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys (normalised) and values [B, H, L, hd] of the condition tokens.
+
+        They depend on the condition only, so the sampling loop computes them once per generation."""
+        b, n, _ = context.shape
         # k and v use the same interleaving on cat(k, v): slices of 2*hd per head.
         kv = torch.cat([self.to_k(context), self.to_v(context)], dim=-1)
-        k, v = kv.view(b, context.shape[1], self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
-        return self._attend(q, k, v)
+        k, v = kv.view(b, n, self.heads, 2 * self.head_dim).split(self.head_dim, dim=-1)
+        return self.norm_k(k).transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
+
+    def cross_attention(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`kv` from project_kv."""
+        b, s, _ = x.shape
+        return self._attend(self.to_q(x).view(b, s, self.heads, self.head_dim), *kv)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [B, S, H, hd] before its norm; k (normalised) and v [B, H, L, hd]."""
         b, s = q.shape[:2]
-        q = self.norm_q(q).transpose(1, 2)
-        k = self.norm_k(k).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2))
+        out = F.scaled_dot_product_attention(self.norm_q(q).transpose(1, 2), k, v)
         return self.to_out[0](out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
 
 
@@ -160,6 +166,21 @@ class PartLayout:
         return out
 
 
+@dataclass(frozen=True)
+class CrossKV:
+    """One block's cross-attention keys/values [G, H, L, hd] for its attending groups (a batch row
+    each in local blocks, an object each in global blocks), computed once per generation.
+
+    Groups whose condition is all zeros (the unconditional half under guidance) get no keys:
+    attention over all-zero keys and values is exactly zero, so their output is the to_out bias
+    alone, bit for bit. `live` lists the groups that have keys (None = every group).
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    live: torch.Tensor | None
+
+
 class DiTBlock(nn.Module):
     """x += SelfAttn(LN x); x += CrossAttn(LN x, cond); x += FFN(LN x), with an optional long skip in front."""
 
@@ -178,20 +199,34 @@ class DiTBlock(nn.Module):
             self.skip_norm = FP32LayerNorm(w, eps=LN_EPS)
             self.skip_linear = nn.Linear(2 * w, w)
 
+    @property
+    def has_cross_attention(self) -> bool:
+        return hasattr(self, "attn2")
+
+    def prepare_kv(self, context: torch.Tensor, layout: PartLayout, zero_rows: int = 0) -> CrossKV:
+        """Keys/values for this block; the first `zero_rows` rows of `context` are all zeros."""
+        starts = layout.starts()
+        # Quirk 7: a global block attends to the first part's condition of each object only.
+        groups, first_rows = (context[starts], starts) if self.is_global else (context, range(len(context)))
+        live = None
+        if zero_rows and (not self.is_global or layout.uniform is not None):
+            kept = [g for g, row in enumerate(first_rows) if row >= zero_rows]
+            live = torch.tensor(kept, dtype=torch.long, device=context.device)
+            groups = groups[kept]
+        keys, values = self.attn2.project_kv(groups)
+        return CrossKV(keys, values, live)
+
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, layout: PartLayout, skip: torch.Tensor | None
+        self, x: torch.Tensor, kv: CrossKV | None, layout: PartLayout, skip: torch.Tensor | None
     ) -> torch.Tensor:
         if skip is not None:
             # Quirk 5: concatenation order [skip, x], linear first, then the norm.
             x = self.skip_norm(self.skip_linear(torch.cat([skip, x], dim=-1)))
         h = self.norm1(x)
         x = x + (self._global_self(h, layout) if self.is_global else self.attn1.self_attention(h))
-        if hasattr(self, "attn2"):
+        if kv is not None:
             h = self.norm2(x)
-            if self.is_global:
-                x = x + self._global_cross(h, context, layout)
-            else:
-                x = x + self.attn2.cross_attention(h, context)
+            x = x + (self._global_cross(h, kv, layout) if self.is_global else self._cross(h, kv))
         return x + self.ff(self.norm3(x))
 
     def _global_self(self, h: torch.Tensor, layout: PartLayout) -> torch.Tensor:
@@ -206,24 +241,39 @@ class DiTBlock(nn.Module):
         ]
         return torch.cat(outs, dim=0)
 
-    def _global_cross(self, h: torch.Tensor, context: torch.Tensor, layout: PartLayout) -> torch.Tensor:
-        """Quirk 7: keys/values come from the first part's condition of each object only."""
+    def _cross(self, h: torch.Tensor, kv: CrossKV) -> torch.Tensor:
+        """h [G, S, W], one row per attending group."""
+        if kv.live is None:
+            return self.attn2.cross_attention(h, (kv.keys, kv.values))
+        out = self.attn2.to_out[0].bias.expand_as(h).clone()
+        if len(kv.live):
+            attended = self.attn2.cross_attention(h.index_select(0, kv.live), (kv.keys, kv.values))
+            out.index_copy_(0, kv.live, attended)
+        return out
+
+    def _global_cross(self, h: torch.Tensor, kv: CrossKV, layout: PartLayout) -> torch.Tensor:
+        """All parts of an object attend together to that object's condition group."""
         b, s, w = h.shape
-        if context.shape[1] == s:
-            # Quirk 8: the official code then silently switches to its self-attention regrouping,
-            # whose exact result is not pinned by any reference; refuse rather than guess.
-            raise ValueError(
-                f"num_tokens + 1 must differ from the number of image tokens ({s}); choose another token count"
-            )
         n = layout.uniform
         if n is not None:
-            out = self.attn2.cross_attention(h.reshape(b // n, n * s, w), context[::n])
-            return out.reshape(b, s, w)
+            return self._cross(h.reshape(b // n, n * s, w), kv).reshape(b, s, w)
         outs = [
-            self.attn2.cross_attention(h[a : a + k].reshape(1, k * s, w), context[a : a + 1]).reshape(k, s, w)
-            for a, k in zip(layout.starts(), layout.sizes)
+            self.attn2.cross_attention(h[a : a + k].reshape(1, k * s, w), (kv.keys[j : j + 1], kv.values[j : j + 1]))
+            .reshape(k, s, w)
+            for j, (a, k) in enumerate(zip(layout.starts(), layout.sizes))
         ]
         return torch.cat(outs, dim=0)
+
+
+@dataclass(frozen=True)
+class ConditionCache:
+    """What the DiT derives from the image condition alone, reused by every denoising step:
+    the cross-attention keys/values of each block (None for blocks without cross-attention)."""
+
+    rows: int
+    tokens: int
+    layout: PartLayout
+    blocks: tuple[CrossKV | None, ...]
 
 
 class TimestepMLP(nn.Module):
@@ -284,34 +334,78 @@ class PartCrafterDiT(nn.Module):
             if sum(sizes) != batch or min(sizes) < 1:
                 raise ValueError(f"num_parts {list(sizes)} does not add up to the batch size {batch}")
             ids = torch.cat([torch.arange(k, device=device) for k in sizes])
+            rows_needed = max(sizes)
         else:
             n = int(num_parts)
             if n < 1 or batch % n:
                 raise ValueError(f"batch size {batch} is not a multiple of num_parts {n}")
             sizes = (n,) * (batch // n)
             ids = torch.arange(batch, device=device)
-        if self.config.enable_part_embedding and int(ids.max()) >= self.config.max_num_parts:
+            rows_needed = batch
+        if self.config.enable_part_embedding and rows_needed > self.config.max_num_parts:
             raise ValueError(
                 f"a batch of {batch} rows needs {batch} part-embedding rows but the model has "
                 f"{self.config.max_num_parts} (with guidance, at most {self.config.max_num_parts // 2} parts)"
             )
         return ids, PartLayout(sizes)
 
+    def prepare_condition(
+        self, encoder_hidden_states: torch.Tensor, num_parts: int | torch.Tensor, zero_rows: int = 0
+    ) -> ConditionCache:
+        """Cross-attention keys/values of every block for this condition [B, L, D] and part layout.
+
+        `zero_rows`: the first rows of the condition are all zeros (the unconditional half under
+        guidance). Their groups get no keys and their cross-attention output is the bias, which is
+        exactly what attending to zero keys/values gives (see CrossKV); 0 computes every row."""
+        b, tokens, _ = encoder_hidden_states.shape
+        _, layout = self.part_ids(b, num_parts, encoder_hidden_states.device)
+        context = encoder_hidden_states.to(self.proj_in.weight.dtype)
+        if not 0 <= zero_rows <= b:
+            raise ValueError(f"zero_rows must be between 0 and the batch size {b}, not {zero_rows}")
+        if zero_rows and context.device.type != "meta" and bool(context[:zero_rows].ne(0).any()):
+            raise ValueError(f"the first {zero_rows} condition rows are not all zeros")
+        blocks = tuple(
+            block.prepare_kv(context, layout, zero_rows) if block.has_cross_attention else None
+            for block in self.blocks
+        )
+        return ConditionCache(b, tokens, layout, blocks)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         timestep: torch.Tensor,
-        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
         num_parts: int | torch.Tensor,
+        condition: ConditionCache | None = None,
     ) -> torch.Tensor:
-        """hidden_states [B, T, C], timestep [B] (sigma*1000), encoder_hidden_states [B, L, D] -> velocity [B, T, C]."""
+        """hidden_states [B, T, C], timestep [B] or 0-d (sigma*1000), encoder_hidden_states [B, L, D]
+        -> velocity [B, T, C].
+
+        `condition` (from prepare_condition) replaces encoder_hidden_states: the sampling loop
+        builds it once and reuses it at every step."""
         b, t, _ = hidden_states.shape
         dtype = self.proj_in.weight.dtype
-        if timestep.dim() == 0:
-            timestep = timestep.expand(b)
         ids, layout = self.part_ids(b, num_parts, hidden_states.device)
-        context = encoder_hidden_states.to(dtype)
+        if condition is None:
+            if encoder_hidden_states is None:
+                raise ValueError("pass encoder_hidden_states or a prepared condition")
+            condition = self.prepare_condition(encoder_hidden_states, num_parts)
+        if condition.rows != b or condition.layout != layout:
+            raise ValueError(f"the prepared condition is for {condition.rows} rows {condition.layout.sizes}, "
+                             f"not {b} rows {layout.sizes}")
+        if condition.tokens == t + 1 and any(
+            blk.is_global and kv is not None for blk, kv in zip(self.blocks, condition.blocks)
+        ):
+            # Quirk 8: the official code then silently switches its global cross-attention to the
+            # self-attention regrouping, whose exact result no reference pins; refuse rather than guess.
+            raise ValueError(
+                f"num_tokens + 1 must differ from the number of image tokens ({t + 1}); choose another token count"
+            )
 
+        if timestep.dim() == 0:
+            # Embedded per row, not once: a one-row GEMM rounds differently (1.7e-6 on dit/) and the
+            # time MLP is 0.001 % of a step.
+            timestep = timestep.expand(b)
         temb = self.time_proj(timestep)
         x = self.proj_in(hidden_states.to(dtype))
         x = torch.cat([temb[:, None, :], x], dim=1)
@@ -320,8 +414,8 @@ class PartCrafterDiT(nn.Module):
 
         mid = len(self.blocks) // 2
         skips: list[torch.Tensor] = []
-        for i, block in enumerate(self.blocks):
-            x = block(x, context, layout, skips.pop() if i > mid else None)
+        for i, (block, kv) in enumerate(zip(self.blocks, condition.blocks)):
+            x = block(x, kv, layout, skips.pop() if i > mid else None)
             if i < mid:
                 skips.append(x)
         x = self.norm_out(x)[:, -t:]

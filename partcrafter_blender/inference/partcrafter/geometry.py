@@ -61,7 +61,7 @@ class GeometrySettings:
     topk_first_chunk: bool = True
     band_in_fp32: bool = True
     query_rows: int = 200_000  # points x parts per decoder forward
-    parts_per_batch: int = 4
+    parts_per_batch: int = 8  # parts decoded together on the dense grid (their queries are projected once)
 
     def __post_init__(self) -> None:
         if not 1 <= self.dense_depth <= self.hierarchical_depth:

@@ -206,7 +206,7 @@ class PartCrafterPipeline:
         rows = self.transformer.config.max_num_parts
         return rows // 2 if guidance_scale > 1.0 else rows
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(
         self,
         image: np.ndarray,

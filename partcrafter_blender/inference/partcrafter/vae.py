@@ -142,6 +142,9 @@ class Attention(nn.Module):
         self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, topk: bool = False
     ) -> torch.Tensor:
         q = self.queries(x)
+        if q.shape[0] != keys.shape[0]:
+            # Points shared by every latent row: their queries are projected once, not once per part.
+            q = q.expand(keys.shape[0], -1, -1, -1)
         if topk:
             keys, values = _topk_keys(q, keys, values)
         return self.to_out[0](_merge_heads(F.scaled_dot_product_attention(q, keys, values)))
@@ -260,22 +263,22 @@ class TripoSGVAE(nn.Module):
         keys, values = self.decoder.blocks[-1].attn2.project_kv(self.latent_tokens(latents))
         return DecoderState(keys, values)
 
-    def _query_tokens(self, state: DecoderState, points: torch.Tensor) -> torch.Tensor:
+    def _query_tokens(self, points: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         emb = frequency_embedding(points, cfg.embed_frequency, cfg.embed_include_pi).to(self.dtype)
-        x = self.decoder.proj_query(emb)
-        return x.expand(state.batch, -1, -1) if x.shape[0] != state.batch else x
+        return self.decoder.proj_query(emb)  # batch 1 when the points are shared: broadcast later
 
     def topk_selection(self, state: DecoderState, points: torch.Tensor) -> torch.Tensor:
         """The key indices [B, H, k] the top-k approximation keeps for this chunk (diagnostics)."""
         block = self.decoder.blocks[-1]
-        return topk_indices(block.attn2.queries(block.norm2(self._query_tokens(state, points))), state.keys)
+        return topk_indices(block.attn2.queries(block.norm2(self._query_tokens(points))), state.keys)
 
     def query_logits(self, state: DecoderState, points: torch.Tensor, topk: bool = False) -> torch.Tensor:
         """Occupancy logits for one chunk of points [B or 1, N, 3] -> [B, N] (positive = inside).
 
-        Points shared by every latent row may be passed with batch 1."""
-        x = self._query_tokens(state, points)
+        Points shared by every latent row may be passed with batch 1; the embedding, the norm and
+        the query projection then run once for all rows (the residual broadcasts)."""
+        x = self._query_tokens(points)
         x = self.decoder.blocks[-1].forward_cross(x, state.keys, state.values, topk=topk)
         x = self.decoder.proj_out(self.decoder.norm_out(x))
         return -x[..., 0]  # quirk 11: the decoder's output is negated
