@@ -56,6 +56,7 @@ from .inference import (
 )
 from .inference.glb import write_glb
 
+MAX_SEED = 2**32 - 1  # what the server accepts and numpy's generators take
 EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
 
 
@@ -164,6 +165,12 @@ def _generate(args: argparse.Namespace) -> int:
     image_path = Path(args.image).expanduser()
     if not args.size > 0:
         raise UsageError(f"--size must be positive, got {args.size}")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if not args.guidance >= 0:
+        raise UsageError(f"--guidance must be 0 or more, got {args.guidance}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
     glb = _output_path(args.glb, ".glb") if args.glb else None
     blend = _output_path(args.out or f"{image_path.stem}.blend", ".blend") if (args.out or not glb) else None
 

@@ -143,6 +143,7 @@ class JobOperatorMixin:
         state.stage = "starting"
         state.message = "Starting"
         state.fraction = 0.0
+        state.last_result = ""  # the panel shows the running job, not what the previous one did
 
     def _end(self, context: bpy.types.Context) -> None:
         if self._timer is not None:

@@ -122,16 +122,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
 
     def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
         result = outcome.result
-        collection = build_parts(
-            result.parts,
-            collection_name=outcome.image.name,
-            size=self._size,
-            provenance=provenance(outcome),
-            location=self._location,
-            parent_collection=context.scene.collection,
-        )
-        select_result(context, collection)
-        server_warning = finish_remote_import(context, result)
+        collection, server_warning = import_outcome(context, outcome, self._size, self._location)
         if server_warning:
             self.report({"WARNING"}, server_warning)
         summary = f"{collection.name}: {len(part_objects(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
@@ -141,6 +132,24 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
             self.report({"WARNING"}, f"{summary}. Not produced: {failed}")
         else:
             self.report({"INFO"}, summary)
+
+
+def import_outcome(
+    context: bpy.types.Context, outcome: GenerationOutcome, size: float, location: tuple[float, float, float]
+) -> tuple[bpy.types.Collection, str]:
+    """Main thread: build the parts into the scene and select them; then, for a server
+    job, delete the server copy (unless kept) and forget the pending job. Returns the
+    collection and a warning to show, or ""."""
+    collection = build_parts(
+        outcome.result.parts,
+        collection_name=outcome.image.name,
+        size=size,
+        provenance=provenance(outcome),
+        location=location,
+        parent_collection=context.scene.collection,
+    )
+    select_result(context, collection)
+    return collection, finish_remote_import(context, outcome.result)
 
 
 classes = (PARTCRAFTER_OT_generate,)

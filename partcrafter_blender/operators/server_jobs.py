@@ -9,7 +9,7 @@ from typing import Any, Callable
 import bpy
 import numpy as np
 
-from ..generation import GenerationOutcome, provenance
+from ..generation import GenerationOutcome
 from ..inference import ProgressEvent
 from ..inference.images import LoadedImage
 from ..preferences import get_preferences
@@ -17,10 +17,10 @@ from ..remote.errors import RemoteError
 from ..remote.gate import remote_engine
 from ..remote.pending import PendingJob, PendingJobs
 from ..remote.userdir import server_user_dir
-from ..scene.build import build_parts, part_objects
+from ..scene.build import part_objects
 from ._job_mixin import JobOperatorMixin, job_state
-from ._select import select_result
-from .server_consent import connect_from_preferences, finish_remote_import, server_config
+from .generate import import_outcome
+from .server_consent import connect_from_preferences, server_config
 
 
 def _pending(server: str, job_id: str) -> PendingJob:
@@ -76,16 +76,7 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
         return work
 
     def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
-        collection = build_parts(
-            outcome.result.parts,
-            collection_name=outcome.image.name,
-            size=self._size,
-            provenance=provenance(outcome),
-            location=self._location,
-            parent_collection=context.scene.collection,
-        )
-        select_result(context, collection)
-        warning = finish_remote_import(context, outcome.result)
+        collection, warning = import_outcome(context, outcome, self._size, self._location)
         summary = f"{collection.name}: {len(part_objects(collection))} parts from server job {outcome.job_id}"
         job_state(context).last_result = summary
         self.report({"WARNING"} if warning else {"INFO"}, warning or summary)

@@ -179,7 +179,7 @@ class RemoteEngine:
             pass  # erased already (e.g. by Delete Everything)
         except RemoteError as exc:
             return (
-                f"Cancelled; the server {host} stopped job {job_id}, but erasing it there failed ({exc}) "
+                f"Cancelled; the server {host} stopped job {job_id}, but erasing it there failed ({exc}). "
                 "It is erased when its retention ends, or now with Delete Everything under Your Data."
             )
         return f"Cancelled; job {job_id} was stopped and erased on the server {host}."
@@ -256,7 +256,7 @@ class RemoteEngine:
             parts = read_glb(data, name=f"The result of job {job.id}")
         except GLBError as exc:
             raise DownloadFailed(
-                f"The result downloaded from {self.client.host} is not a usable model ({exc}) "
+                f"The result downloaded from {self.client.host} is not a usable model ({exc}). "
                 "The job stays in the Unfinished jobs list; try resuming it."
             ) from exc
         params = job.params or {}

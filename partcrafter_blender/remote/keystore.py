@@ -29,5 +29,7 @@ def store_key(directory: Path, key: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # Also when the file existed with wider permissions, and before the key is in it
+        # (os.chmod: Blender's Python on Windows has no os.fchmod).
+        os.chmod(path, 0o600)
         fh.write(key)
-    os.chmod(path, 0o600)  # also when the file existed with wider permissions

@@ -9,7 +9,6 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 PENDING_FILE = "pending_jobs.json"
 
@@ -30,7 +29,6 @@ class PendingJob:
     quality: str = "standard"
     engine: str = ""
     submitted_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. import target chosen by the operator
 
 
 class PendingJobs:
@@ -45,8 +43,11 @@ class PendingJobs:
         except (OSError, ValueError):
             return []  # unreadable file: show nothing rather than fail the panel
         known = {f.name for f in fields(PendingJob)}
+        items = raw.get("jobs") if isinstance(raw, dict) else None
         jobs = []
-        for item in raw.get("jobs", []) if isinstance(raw, dict) else []:
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue  # a hand-edited or foreign entry is not a job
             try:
                 jobs.append(PendingJob(**{k: v for k, v in item.items() if k in known}))
             except TypeError:

@@ -19,6 +19,7 @@ import numpy as np
 from ..generation import ImageInput
 from ..inference import InputImageError, PartMesh
 from ..inference.glb import GLBError, read_glb
+from ..inference.images import read_image_file, sniff_format
 
 
 @dataclass
@@ -30,15 +31,14 @@ class ImportedResult:
 
 
 def image_input_from_blender(image: Any) -> ImageInput:
-    """A bpy.types.Image as engine input. Prefers the original file bytes (so the
-    SHA-256 matches the file); falls back to packed bytes, then to the pixels
-    (rendered or generated images), re-encoded as PNG."""
+    """A bpy.types.Image as engine input. Prefers the original bytes, packed or on disk
+    (so the SHA-256 matches the file), when they are a PNG, JPEG or WEBP; otherwise
+    (other formats Blender reads, rendered, generated or painted images) the pixels,
+    re-encoded as PNG."""
     name = Path(image.name).stem or "image"
-    if image.packed_file is not None and not image.is_dirty:
-        return ImageInput(name=name, data=bytes(image.packed_file.data))
-    path = Path(_abspath(image.filepath_raw)) if image.filepath_raw else None
-    if path is not None and path.is_file() and not image.is_dirty and image.source == "FILE":
-        return ImageInput.from_file(str(path), name=name)
+    data = _original_bytes(image)
+    if data is not None and sniff_format(data) is not None:
+        return ImageInput(name=name, data=data)
     width, height = image.size
     if width == 0 or height == 0:
         raise InputImageError(f"The Blender image '{image.name}' has no pixels (is its file missing?).")
@@ -50,6 +50,18 @@ def image_input_from_blender(image: Any) -> ImageInput:
         rgba = rgba.copy()
         rgba[..., :3] = np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(np.clip(rgb, 0, None), 1 / 2.4) - 0.055)
     return ImageInput(name=name, rgba=np.clip(rgba * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def _original_bytes(image: Any) -> bytes | None:
+    """The unedited image's packed or file bytes, or None (edited, generated, no file)."""
+    if image.is_dirty:
+        return None
+    if image.packed_file is not None:
+        return bytes(image.packed_file.data)
+    path = Path(_abspath(image.filepath_raw)) if image.filepath_raw else None
+    if path is not None and path.is_file() and image.source == "FILE":
+        return read_image_file(path)
+    return None
 
 
 def _abspath(path: str) -> str:

@@ -59,9 +59,15 @@ class WorkerSlot:
         )
         proc.start()
         child.close()
-        if not parent.poll(120) or parent.recv()[0] != "ready":
+        try:
+            ready = parent.poll(120) and parent.recv()[0] == "ready"
+        except (EOFError, OSError):  # it died while starting (e.g. an engine plugin failed to import)
+            ready = False
+        if not ready:
             proc.kill()
-            raise RuntimeError("worker process did not start")
+            proc.join(5)
+            parent.close()
+            raise RuntimeError(f"worker process did not start (exit code {proc.exitcode})")
         self.proc, self.conn = proc, parent
 
     def _kill(self) -> None:

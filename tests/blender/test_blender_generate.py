@@ -218,9 +218,13 @@ def test_cancel_stops_the_job_and_adds_nothing(scene, demo_image, snapshot):
 
     before = snapshot()
     engines.slow_started.clear()
+    bpy.context.window_manager.partcrafter_job.last_result = "what the previous job did"
+    seen_while_running: list[str] = []
 
     def cancel_when_running() -> None:
         assert engines.slow_started.wait(30)
+        # The main thread waits inside the engine: the panel must not show the old result.
+        seen_while_running.append(bpy.context.window_manager.partcrafter_job.last_result)
         assert job_runner.cancel_active()
 
     helper = threading.Thread(target=cancel_when_running)
@@ -230,6 +234,7 @@ def test_cancel_stops_the_job_and_adds_nothing(scene, demo_image, snapshot):
     assert result == {"CANCELLED"}
     assert snapshot() == before
     state = bpy.context.window_manager.partcrafter_job
+    assert seen_while_running == [""]
     assert not state.running and state.last_result == "Cancelled by the user."
     assert job_runner.active() is None
 
@@ -266,6 +271,20 @@ def test_blender_image_as_input(scene, demo_image):
     painted.pixels.foreach_set(pixels.ravel())
     assert bpy.ops.partcrafter.generate(image_name="Painted", engine="fixed", num_parts=1) == {"FINISHED"}
     assert "Painted" in bpy.data.collections
+
+
+def test_blender_image_in_a_format_engines_do_not_read_uses_its_pixels(scene, demo_image, tmp_path):
+    """Blender reads BMP, TIFF, EXR...; such an image goes to the engine as its pixels."""
+    import bpy
+    from PIL import Image
+
+    bmp = tmp_path / "reference.bmp"
+    Image.open(demo_image).convert("RGB").resize((96, 96)).save(bmp)
+    loaded = bpy.data.images.load(str(bmp))
+    assert bpy.ops.partcrafter.generate(image_name=loaded.name, engine="fixed", num_parts=2) == {"FINISHED"}
+    part = bpy.data.objects["reference.part_01"]
+    # The hash is of the re-encoded pixels, not of the BMP file.
+    assert part["partcrafter_image_sha256"] != hashlib.sha256(bmp.read_bytes()).hexdigest()
 
 
 def test_preferences_choose_engine_and_size(scene, demo_image):

@@ -54,3 +54,12 @@ def test_pending_jobs_survive_a_new_store_object(tmp_path: Path) -> None:
     assert [j.job_id for j in PendingJobs(tmp_path).list()] == ["j2"]
     store.path.write_text("not json")
     assert store.list() == []
+
+
+def test_pending_jobs_skip_entries_that_are_not_jobs(tmp_path: Path) -> None:
+    store = PendingJobs(tmp_path)
+    good = {"job_id": "j1", "server": SERVER, "host": "h", "policy_version": "v1"}
+    store.path.write_text(json.dumps({"jobs": ["j0", 7, None, good, {"job_id": "no server"}]}))
+    assert [j.job_id for j in store.list()] == ["j1"]
+    store.path.write_text(json.dumps({"jobs": {"j1": good}}))
+    assert store.list() == []

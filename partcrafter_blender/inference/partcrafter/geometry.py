@@ -14,6 +14,14 @@ Differences from the official extraction, all deliberate:
 * Marching cubes runs on the bounding box of the cells that straddle the level; the
   result is the same mesh as on the full grid (same faces, vertices within float32
   rounding of the offset), only faster.
+Opt-in fast decode (`coarse_levels=k`, engine option `fast_decode`; NOT the official result):
+the dense grid is evaluated k levels coarser and the band refinement runs k extra times to
+reach the official dense depth, then the official refinement to the hierarchical depth.
+The coarse levels refine a deliberately wide band (|logit| below `coarse_band_logit`, every
+cell whose sign differs from a neighbour's, dilated with a 5^3 max-pool), because a feature
+thinner than a coarse cell shows only as a moderate logit at the coarse samples. What it
+can still miss: a feature lying entirely between coarse samples whose |logit| all stay above
+the threshold (docs/partcrafter-engine.md, "Fast decode", has the measured error).
 Batching: the dense grid is the same for every part, so a group of parts is decoded in one
 batch; refinement queries differ per part and are decoded part by part.
 """
@@ -35,6 +43,10 @@ DEFAULT_BOUNDS = 1.005
 DEFAULT_MAX_EXPANDED_COORDS = 10**8
 # Low-res grids this large are dilated with a 3^3 instead of a 5^3 max-pool (quirk 13).
 SMALL_DILATION_RESOLUTION = 512
+# Fast decode: coarse cells with |logit| below this are refined (about 2x the fp32 official band
+# |l| < 17), so a surface up to about half a coarse cell away from a sample is still found.
+COARSE_BAND_LOGIT = 34.0
+COARSE_DILATION = 5
 
 PartProgress = Callable[[int, int], None]  # (parts finished, parts total)
 
@@ -62,12 +74,25 @@ class GeometrySettings:
     band_in_fp32: bool = True
     query_rows: int = 200_000  # points x parts per decoder forward
     parts_per_batch: int = 8  # parts decoded together on the dense grid (their queries are projected once)
+    # Fast decode (opt-in approximation, 0 = official): the dense grid k levels coarser, then
+    # k extra refinement levels with the wide coarse band (module docstring).
+    coarse_levels: int = 0
+    coarse_band_logit: float = COARSE_BAND_LOGIT
 
     def __post_init__(self) -> None:
         if not 1 <= self.dense_depth <= self.hierarchical_depth:
             raise ValueError("need 1 <= dense_depth <= hierarchical_depth")
         if self.query_rows < 1 or self.parts_per_batch < 1:
             raise ValueError("query_rows and parts_per_batch must be positive")
+        if not 0 <= self.coarse_levels < self.dense_depth:
+            raise ValueError("coarse_levels must be at least 0 and leave a dense grid of depth 1 or more")
+        if not self.coarse_band_logit > 0:
+            raise ValueError("coarse_band_logit must be positive")
+
+    @property
+    def grid_depth(self) -> int:
+        """Depth of the grid that is decoded in full (the dense depth unless decoding fast)."""
+        return self.dense_depth - self.coarse_levels
 
 
 def dense_grid_points(flat_index: torch.Tensor, depth: int, bounds: float) -> torch.Tensor:
@@ -90,20 +115,21 @@ def dense_logits(
     topk_first_chunk: bool = False,
     cancel: CancelToken | None = None,
 ) -> torch.Tensor:
-    """Logits of every part of `state` (from vae.prepare_decoder) on the dense grid -> [B, R, R, R] (fp32)."""
-    res = 2**settings.dense_depth
+    """Logits of every part of `state` (from vae.prepare_decoder) on the dense grid of depth
+    `settings.grid_depth` -> [B, R, R, R] (fp32)."""
+    res = 2**settings.grid_depth
     total = res**3
     out = torch.empty(state.batch, total, dtype=torch.float32, device=vae.device)
     rows = max(1, settings.query_rows // state.batch)
     for start in range(0, total, rows):
         _check_cancel(cancel)
         idx = torch.arange(start, min(start + rows, total), device=vae.device)
-        points = dense_grid_points(idx, settings.dense_depth, settings.bounds)[None]
+        points = dense_grid_points(idx, settings.grid_depth, settings.bounds)[None]
         out[:, start : start + len(idx)] = vae.query_logits(state, points).float()
     if topk_first_chunk:
         # The official one-shot flash decoder: row 0's first chunk used top-k attention.
         idx = torch.arange(min(DEFAULT_CHUNK_SIZE, total), device=vae.device)
-        points = dense_grid_points(idx, settings.dense_depth, settings.bounds)[None]
+        points = dense_grid_points(idx, settings.grid_depth, settings.bounds)[None]
         out[0, : len(idx)] = vae.query_logits(state.select(slice(0, 1)), points, topk=True)[0].float()
     return out.view(-1, res, res, res)
 
@@ -120,6 +146,21 @@ def refinement_band(logits: torch.Tensor, dtype: torch.dtype = torch.float32) ->
     return F.max_pool3d(band[None, None].to(pool_dtype), kernel, stride=1, padding=kernel // 2)[0, 0] > 0
 
 
+def coarse_band(logits: torch.Tensor, threshold: float = COARSE_BAND_LOGIT) -> torch.Tensor:
+    """Fast decode's band on a coarse grid: |l| < threshold, or a sign that differs from a face
+    neighbour's (a steep crossing), boundary cells included, dilated with a 5^3 max-pool."""
+    band = logits.abs() < threshold
+    inside = logits > 0
+    for axis in range(3):
+        n = logits.shape[axis]
+        change = inside.narrow(axis, 1, n - 1) != inside.narrow(axis, 0, n - 1)
+        band.narrow(axis, 1, n - 1).logical_or_(change)
+        band.narrow(axis, 0, n - 1).logical_or_(change)
+    pool_dtype = torch.float16 if band.device.type == "cuda" else torch.float32
+    pooled = F.max_pool3d(band[None, None].to(pool_dtype), COARSE_DILATION, stride=1, padding=COARSE_DILATION // 2)
+    return pooled[0, 0] > 0
+
+
 def _upsample2(grid: torch.Tensor) -> torch.Tensor:
     r = grid.shape[0]
     return grid[:, None, :, None, :, None].expand(r, 2, r, 2, r, 2).reshape(2 * r, 2 * r, 2 * r)
@@ -133,14 +174,19 @@ def refine(
     cancel: CancelToken | None = None,
     on_level: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Refine one part's dense grid [R, R, R] (`state` of that part only) up to the
-    hierarchical depth (fp32 result).
+    """Refine one part's dense grid [R, R, R] (`state` of that part only, R = 2^grid_depth) up
+    to the hierarchical depth (fp32 result). Levels below the dense depth (fast decode only)
+    use the wide `coarse_band`, the others the official `refinement_band`.
 
     `on_level(depth, queried_mask)` sees which cells of each new level were re-queried."""
     band_dtype = torch.float32 if settings.band_in_fp32 else vae.dtype
-    for depth in range(settings.dense_depth, settings.hierarchical_depth):
+    for depth in range(settings.grid_depth, settings.hierarchical_depth):
         res = 2**depth
-        children = _upsample2(refinement_band(grid, band_dtype))
+        if depth < settings.dense_depth:
+            band = coarse_band(grid, settings.coarse_band_logit)
+        else:
+            band = refinement_band(grid, band_dtype)
+        children = _upsample2(band)
         grid = _upsample2(grid)  # reshape of an expanded view: a fresh tensor, safe to write
         coords = children.nonzero()
         if len(coords) > settings.max_expanded_coords:
