@@ -3,10 +3,12 @@
     python bench/bench_partcrafter_gpu.py --out OUT_DIR            # CUDA, bfloat16 (the real benchmark)
     python bench/bench_partcrafter_gpu.py --cpu-tiny --out OUT_DIR # tiny configs on the CPU (tests the script)
     python bench/bench_partcrafter_gpu.py --flops-only [--out DIR]  # FLOP accounting on the meta device, no GPU
+    python bench/bench_partcrafter_gpu.py --out OUT_DIR --fast-decode  # the opt-in approximate decode
 
 --flops-only counts FLOPs (torch FlopCounterMode) of the full-size networks on the meta
 device (no weights, no memory), before and after the per-generation condition cache and
-the shared decoder query projection, and converts them into ESTIMATED seconds at a
+the shared decoder query projection, and for the opt-in fast decode (coarse dense grid +
+extra refinement levels), and converts them into ESTIMATED seconds at a
 stated fraction of the H200's bf16 dense peak. Nothing is timed.
 
 Measures, each stage separately: model construction, image encoding, seconds per
@@ -30,6 +32,7 @@ import platform
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from partcrafter_blender.inference.partcrafter import geometry  # noqa: E402
 from partcrafter_blender.inference.partcrafter.dit import PartCrafterDiT  # noqa: E402
+from partcrafter_blender.inference.partcrafter.engine import FAST_DECODE_COARSE_LEVELS  # noqa: E402
 from partcrafter_blender.inference.partcrafter.geometry import GeometrySettings  # noqa: E402
 from partcrafter_blender.inference.partcrafter.image_encoder import build_image_encoder  # noqa: E402
 from partcrafter_blender.inference.partcrafter.pipeline import PartCrafterPipeline  # noqa: E402
@@ -100,7 +104,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"Device: {env.get('device')} ({env.get('gpu')}), dtype {env.get('dtype')}, torch {env.get('torch')}, "
         f"mode {env.get('mode')}. Tokens {env.get('num_tokens')}, steps {env.get('steps')}, "
-        f"octree depths {env.get('dense_depth')}/{env.get('hierarchical_depth')}.",
+        f"octree depths {env.get('dense_depth')}/{env.get('hierarchical_depth')}, "
+        f"fast decode coarse levels {env.get('fast_decode_coarse_levels')} (0 = official decode).",
         "",
         "| stage | seconds | per unit | peak GPU GiB | TFLOP/s |",
         "|---|---|---|---|---|",
@@ -153,24 +158,44 @@ H200_BF16_DENSE_PEAK = 989e12  # FLOP/s, NVIDIA's dense (no sparsity) bf16 figur
 IMAGE_TOKENS = 257  # DINOv2 at 224 px: CLS + 16 x 16 patches
 
 
-def refinement_queries(dense_depth: int, hierarchical_depth: int) -> int:
-    """Queries one part's refinement makes when its surface is the benchmark's sphere (the real
-    band, computed on the CPU with the engine's own refinement_band)."""
-    total, res = 0, 2**dense_depth
-    axis = torch.linspace(-geometry.DEFAULT_BOUNDS, geometry.DEFAULT_BOUNDS, res)
-    radius = torch.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
-    for depth in range(dense_depth, hierarchical_depth):
-        cells = int(geometry.refinement_band((SPHERE_RADIUS - radius) * SPHERE_SLOPE).sum())
-        total += 8 * cells
-        if depth + 1 < hierarchical_depth:  # the next level's grid, at its own resolution
-            axis = torch.linspace(-geometry.DEFAULT_BOUNDS, geometry.DEFAULT_BOUNDS, 2 ** (depth + 1))
-            radius = torch.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
-    return total
+def sphere_logits(points: torch.Tensor) -> torch.Tensor:
+    """The benchmark's surrogate surface: a sphere with a sharp logit slope (module doc)."""
+    return (SPHERE_RADIUS - points.float().norm(dim=-1)) * SPHERE_SLOPE
+
+
+class _OnePart:
+    batch = 1
+
+
+class SphereField:
+    """Stands in for the decoder when counting queries: the engine's own dense_logits and refine
+    run on the CPU against the sphere's logits, so the count follows the real band logic."""
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self) -> None:
+        self.queries = 0
+
+    def query_logits(self, state: Any, points: torch.Tensor, topk: bool = False) -> torch.Tensor:
+        self.queries += points.shape[1]
+        return sphere_logits(points)
+
+
+def decode_queries(settings: GeometrySettings) -> tuple[int, int]:
+    """(dense-grid queries, refinement queries) of one part whose surface is the sphere."""
+    field = SphereField()
+    with torch.inference_mode():
+        grid = geometry.dense_logits(field, _OnePart(), settings)[0]
+        dense = field.queries
+        geometry.refine(field, _OnePart(), grid, settings)
+    return dense, field.queries - dense
 
 
 def flops_only(parts: list[int], tokens: int, steps: int, dense_depth: int, hierarchical_depth: int,
-               efficiency: float) -> tuple[str, dict[str, Any]]:
-    """Markdown table + data: FLOPs of the full-size networks before/after the compute savings."""
+               efficiency: float, coarse_levels: int) -> tuple[str, dict[str, Any]]:
+    """Markdown table + data: FLOPs of the full-size networks before/after the compute savings,
+    and of the fast decode (`coarse_levels`) against the official one."""
     with torch.device("meta"):
         dit = PartCrafterDiT.from_config(FULL["transformer"]).eval()
         vae = TripoSGVAE.from_config(FULL["vae"]).eval()
@@ -181,8 +206,9 @@ def flops_only(parts: list[int], tokens: int, steps: int, dense_depth: int, hier
     data: dict[str, Any] = {"parts": {}}
     with torch.inference_mode():
         data["image_encoder"] = count_flops(lambda: encoder(pixel_values=torch.zeros(1, 3, 224, 224, device=meta)))
-        dense_points = 8 ** dense_depth
-        refine_points = refinement_queries(dense_depth, hierarchical_depth)
+        official = GeometrySettings(dense_depth=dense_depth, hierarchical_depth=hierarchical_depth)
+        dense_points, refine_points = decode_queries(official)
+        fast_dense, fast_refine = decode_queries(replace(official, coarse_levels=coarse_levels))
         for n in parts:
             x = torch.zeros(2 * n, tokens, cfg.in_channels, device=meta)
             ctx = torch.zeros(2 * n, IMAGE_TOKENS, cfg.cross_attention_dim, device=meta)
@@ -201,17 +227,20 @@ def flops_only(parts: list[int], tokens: int, steps: int, dense_depth: int, hier
             refine_query = count_flops(lambda: vae.query_logits(state.select(slice(0, 1)), pts)) / 10_000
             before_part = prepare / rows + before_query * dense_points + refine_query * refine_points
             after_part = prepare / rows + after_query * dense_points + refine_query * refine_points
+            fast_part = prepare / rows + after_query * fast_dense + refine_query * fast_refine
             data["parts"][n] = {
                 "step_before": before_step, "step_after": after_step, "condition_cache_once": cache_once,
                 "query_before": before_query, "query_after": after_query, "refine_query": refine_query,
                 "part_before": before_part, "part_after": after_part,
                 "denoise_before": steps * before_step, "denoise_after": steps * after_step + cache_once,
                 "decode_before": n * before_part, "decode_after": n * after_part,
+                "part_fast": fast_part, "decode_fast": n * fast_part,
             }
             d = data["parts"][n]
             d["generation_before"] = data["image_encoder"] + d["denoise_before"] + d["decode_before"]
             d["generation_after"] = data["image_encoder"] + d["denoise_after"] + d["decode_after"]
-    data.update(dense_points=dense_points, refine_points=refine_points, rate=rate)
+    data.update(dense_points=dense_points, refine_points=refine_points, fast_dense_points=fast_dense,
+                fast_refine_points=fast_refine, coarse_levels=coarse_levels, rate=rate)
 
     def row(name: str, before: float | None, after: float, timed: bool = True) -> str:
         ratio = "-" if before is None else f"{after / before:.3f}"
@@ -249,9 +278,27 @@ def flops_only(parts: list[int], tokens: int, steps: int, dense_depth: int, hier
         ]
     lines.append("")
     for n, d in data["parts"].items():
-        den, dec = d["denoise_after"] / rate, d["decode_after"] / rate
+        den, dec, fast = d["denoise_after"] / rate, d["decode_after"] / rate, d["decode_fast"] / rate
         lines.append(f"- {n} parts, estimate: denoising {den:.2f} s, decoding {dec:.2f} s "
-                     f"(decode/denoise {dec / den:.2f}), total {d['generation_after'] / rate:.2f} s of arithmetic.")
+                     f"(decode/denoise {dec / den:.2f}), total {d['generation_after'] / rate:.2f} s of arithmetic; "
+                     f"with fast_decode decoding {fast:.2f} s (decode/denoise {fast / den:.2f}).")
+    lines += [
+        "",
+        f"Fast decode (opt-in `fast_decode`, coarse_levels={coarse_levels}, an approximation): dense grid at depth "
+        f"{dense_depth - coarse_levels} ({fast_dense:,} queries) + {fast_refine:,} refinement queries over "
+        f"{hierarchical_depth - dense_depth + coarse_levels} levels, against the official {dense_points:,} + "
+        f"{refine_points:,} (same sphere).",
+        "",
+        "| quantity | FLOPs official | FLOPs fast_decode | fast / official | est. time fast |",
+        "|---|---|---|---|---|",
+    ]
+    for n, d in data["parts"].items():
+        lines += [
+            f"| {n} parts: decode one part | {d['part_after']:.3e} | {d['part_fast']:.3e} | "
+            f"{d['part_fast'] / d['part_after']:.3f} | {d['part_fast'] / rate * 1e3:,.1f} ms |",
+            f"| {n} parts: decoding, all parts | {d['decode_after']:.3e} | {d['decode_fast']:.3e} | "
+            f"{d['decode_fast'] / d['decode_after']:.3f} | {d['decode_fast'] / rate * 1e3:,.1f} ms |",
+        ]
     return "\n".join(lines) + "\n", data
 
 
@@ -290,13 +337,12 @@ class DecodeProbe:
         self._originals: dict[str, Any] = {}
         real = vae.query_logits
 
-        def sphere_logits(state, points, topk=False):
+        def surrogate(state, points, topk=False):
             out = real(state, points, topk=topk)  # the full network cost, every query
             self.queries += out.numel()
-            radius = points.float().norm(dim=-1)
-            return ((SPHERE_RADIUS - radius) * SPHERE_SLOPE).expand_as(out).to(out.dtype)
+            return sphere_logits(points).expand_as(out).to(out.dtype)
 
-        vae.query_logits = sphere_logits
+        vae.query_logits = surrogate
         for name, key in (("dense_logits", "dense"), ("refine", "refine"), ("grid_to_mesh", "marching_cubes")):
             self._originals[name] = getattr(geometry, name)
             setattr(geometry, name, self._timed(self._originals[name], key))
@@ -331,7 +377,9 @@ def run_end_to_end(pipe, probe, report, key, num_parts, args, flops_per_step, fl
     out = pipe(
         synthetic_image(), num_parts, seed=0, num_inference_steps=args.steps, guidance_scale=7.0,
         num_tokens=args.tokens, geometry=GeometrySettings(dense_depth=args.dense_depth,
-                                                          hierarchical_depth=args.hierarchical_depth),
+                                                          hierarchical_depth=args.hierarchical_depth,
+                                                          coarse_levels=args.coarse_levels,
+                                                          topk_first_chunk=not args.coarse_levels),
         progress=on_progress,
     )
     total = time.perf_counter() - start
@@ -371,12 +419,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--dense-depth", type=int, default=None)
     parser.add_argument("--hierarchical-depth", type=int, default=None)
+    parser.add_argument("--fast-decode", action="store_true",
+                        help="end-to-end runs use the opt-in fast decode (--flops-only always reports both)")
+    parser.add_argument("--coarse-levels", type=int, default=FAST_DECODE_COARSE_LEVELS,
+                        help="levels the fast decode's dense grid is coarser (default: the engine's)")
     parser.add_argument("--time-budget", type=float, default=420.0, help="skip later runs past this many seconds")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.flops_only:
         text, data = flops_only([int(p) for p in args.parts.split(",") if p], args.tokens or 1024, args.steps or 50,
-                                args.dense_depth or 8, args.hierarchical_depth or 9, args.efficiency)
+                                args.dense_depth or 8, args.hierarchical_depth or 9, args.efficiency,
+                                args.coarse_levels)
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "flops_partcrafter.md").write_text(text)
@@ -402,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is None:
             setattr(args, name, defaults[name])
     parts = [int(p) for p in args.parts.split(",") if p]
+    args.coarse_levels = min(args.coarse_levels, args.dense_depth - 1) if args.fast_decode else 0
 
     report = Report(args.out)
     report.data["environment"] = {
@@ -410,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "cuda": torch.version.cuda, "dtype": str(dtype).removeprefix("torch."),
         "python": platform.python_version(), "num_tokens": args.tokens, "steps": args.steps,
         "dense_depth": args.dense_depth, "hierarchical_depth": args.hierarchical_depth,
+        "fast_decode_coarse_levels": args.coarse_levels,
         "decode_surface": f"sphere r={SPHERE_RADIUS}, slope {SPHERE_SLOPE}/unit (network still runs on every query)",
     }
     report.write()

@@ -125,3 +125,28 @@ def test_bad_device_and_dtype_are_clear(weights, robot):
         PartCrafterEngine().generate(_request(robot, steps=1, options=dict(FAST, num_tokens="many")))
     with pytest.raises(EngineUnavailable, match="Unknown offload mode 'gpu'"):
         PartCrafterEngine().generate(_request(robot, steps=1, options=dict(FAST, offload="gpu")))
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), ("yes", True), (1, True), ("off", False), (0, False)])
+def test_fast_decode_option_reaches_the_geometry(weights, robot, monkeypatch, value, expected):
+    from partcrafter_blender.inference.partcrafter import pipeline as pipeline_module
+
+    seen = []
+    real = pipeline_module.extract_part_meshes
+
+    def spy(vae, latents, **kwargs):
+        seen.append(kwargs["settings"])
+        return real(vae, latents, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "extract_part_meshes", spy)
+    options = dict(FAST, dense_depth=4, hierarchical_depth=5, fast_decode=value)
+    result = PartCrafterEngine().generate(_request(robot, num_parts=2, steps=1, options=options))
+    assert result.metadata["fast_decode"] is expected and result.parts
+    (settings,) = seen
+    assert (settings.coarse_levels, settings.topk_first_chunk) == ((2, False) if expected else (0, True))
+
+
+def test_fast_decode_rejects_unclear_values(weights, robot):
+    for value in ("maybe", 2, 1.0):
+        with pytest.raises(EngineUnavailable, match="'fast_decode' must be true or false"):
+            PartCrafterEngine().generate(_request(robot, steps=1, options=dict(FAST, fast_decode=value)))

@@ -43,8 +43,8 @@ DEFAULT_BOUNDS = 1.005
 DEFAULT_MAX_EXPANDED_COORDS = 10**8
 # Low-res grids this large are dilated with a 3^3 instead of a 5^3 max-pool (quirk 13).
 SMALL_DILATION_RESOLUTION = 512
-# Fast decode: coarse cells with |logit| below this are refined (about 2x the fp32 official band
-# |l| < 17), so a surface up to about half a coarse cell away from a sample is still found.
+# Fast decode: coarse cells with |logit| below this are refined, twice the official fp32 band's
+# |l| < 17, because a coarse sample can lie twice as far from a surface as a sample one level finer.
 COARSE_BAND_LOGIT = 34.0
 COARSE_DILATION = 5
 
