@@ -1,11 +1,17 @@
 """README pictures: run the CLI on example images and render each result next to its input.
 
     .venv/bin/python scripts/render_docs.py [IMAGE ...] [--engine relief] [--out docs/images]
+    .venv/bin/python scripts/render_docs.py --gallery [--out docs/images]
 
 For each image: `python -m partcrafter_blender generate` (the relief engine by default)
 writes a .blend; Blender's Workbench engine renders it headless from a 3/4 view, each
 part in its own material colour; then docs/images/<name>_render.png and
 docs/images/<name>_compare.png (input | render) are written, each kept small for the README.
+
+--gallery does all ten example images for docs/gallery.md: each is generated twice, with
+Auto and with its true part count (the npN_ prefix); the true-count result is rendered with
+one distinct colour per part, and docs/images/gallery_<name>.png (input | render, captioned
+with both counts) is written as a small palette PNG.
 """
 
 from __future__ import annotations
@@ -28,22 +34,52 @@ DEFAULT_IMAGES = {
     "teapot": "np3_7ba4129133dc46d0818930adb53c0315.png",
     "lantern": "np4_4d6e4d3dd9194633ac86285ada1017ad.png",
 }
+# The gallery shows every example image, in the order of ../shared/images/README.md.
+GALLERY_IMAGES = {
+    "table": "np10_b07dbghsn7.png",
+    "chair": "np15_b07k7k8yf9.png",
+    "stool": "np2_3cd2cdea87f34bd7acb096f5178b3760.png",
+    "wrench": "np3_5bbc755b07924fcba6ccd702191f90df.png",
+    "teapot": "np3_7ba4129133dc46d0818930adb53c0315.png",
+    "extinguisher": "np3_c25308e36b3a4c6d9745e01fb34a93a1.png",
+    "lantern": "np4_4d6e4d3dd9194633ac86285ada1017ad.png",
+    "dumbbell": "np7_8d3e568f059244e19f3b5f7e789cccb2.png",
+    "ladder": "np9_5cc2b8234ff04a2aa29d5f0a0393ed0c.png",
+    "room": "np5_5d0ed2ea-d959-47b1-a981-8586ba55ef43_Library-6504.png",
+}
 WIDTH, HEIGHT = 1024, 768
 BACKGROUND = (0.94, 0.94, 0.95)  # light grey, in display space
 MAX_BYTES = 400_000
+# Gallery sheet: caption strip above, input square | render below; rendered at 2x and
+# scaled down so outlines stay thin at this size.
+SHEET_W, SHEET_H, CAPTION_H, GAP = 900, 380, 36, 8
+PANEL = SHEET_H - CAPTION_H
+GALLERY_MAX_BYTES = 150_000
+# One colour per part (sRGB), picked to stay apart from each other and from the grey
+# background; parts beyond 16 cycle.
+PART_COLOURS = [
+    (0.90, 0.30, 0.24), (0.20, 0.47, 0.80), (0.96, 0.72, 0.16), (0.30, 0.69, 0.35),
+    (0.62, 0.36, 0.78), (0.13, 0.74, 0.78), (0.95, 0.50, 0.70), (0.55, 0.38, 0.24),
+    (0.70, 0.82, 0.25), (0.30, 0.30, 0.36), (0.98, 0.56, 0.20), (0.50, 0.66, 0.95),
+    (0.80, 0.16, 0.48), (0.10, 0.50, 0.42), (0.85, 0.78, 0.55), (0.45, 0.22, 0.55),
+]  # fmt: skip
 
 
-def generate(image: Path, engine: str, blend: Path) -> dict:
-    """The CLI, as a user runs it; returns its JSON summary."""
+def generate(image: Path, engine: str, blend: Path, parts: int | None = None) -> dict:
+    """The CLI, as a user runs it (Auto part count unless `parts`); returns its JSON summary."""
     cmd = [sys.executable, "-m", "partcrafter_blender", "generate", str(image), "--engine", engine,
            "--seed", "0", "--out", str(blend), "--json"]  # fmt: skip
+    if parts is not None:
+        cmd += ["--parts", str(parts)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"generate failed for {image.name}:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _frame_camera(cam, points: np.ndarray, azimuth: float, elevation: float, fill: float) -> None:
+def _frame_camera(
+    cam, points: np.ndarray, azimuth: float, elevation: float, fill: float, size: tuple[int, int]
+) -> None:
     """Aim a perspective camera at `points` from the given direction and choose distance and
     lens shift so their projection fills `fill` of the frame, centred."""
     import mathutils
@@ -61,7 +97,7 @@ def _frame_camera(cam, points: np.ndarray, azimuth: float, elevation: float, fil
     rel = points - center
     px, py, pz = rel @ right, rel @ up, rel @ direction
     tan_w = math.tan(cam.data.angle_x / 2)  # horizontal half-angle (landscape: sensor fits width)
-    tan_h = tan_w * HEIGHT / WIDTH
+    tan_h = tan_w * size[1] / size[0]
 
     def extents(distance: float) -> tuple[float, float, float, float]:
         depth = distance - pz
@@ -84,8 +120,10 @@ def _frame_camera(cam, points: np.ndarray, azimuth: float, elevation: float, fil
     cam.data.shift_y = (y0 + y1) / 2 / (2 * tan_w)
 
 
-def prepare(blend: Path):
-    """Open the .blend and set up camera and Workbench look; returns the scene."""
+def prepare(blend: Path, size: tuple[int, int] = (WIDTH, HEIGHT), part_colours: bool = False):
+    """Open the .blend and set up camera and Workbench look; returns the scene.
+    `part_colours`: shade each part in its own colour from PART_COLOURS instead of its
+    material colour, so neighbouring parts of the same colour stay apart."""
     import bpy
 
     bpy.ops.wm.open_mainfile(filepath=str(blend))
@@ -104,11 +142,11 @@ def prepare(blend: Path):
     scene.collection.objects.link(cam)
     scene.camera = cam
     cam.data.lens = 60
-    _frame_camera(cam, pts, azimuth=math.radians(35), elevation=math.radians(22), fill=0.86)
+    _frame_camera(cam, pts, azimuth=math.radians(35), elevation=math.radians(22), fill=0.86, size=size)
     cam.data.clip_end = 1e4
 
     scene.render.engine = "BLENDER_WORKBENCH"
-    scene.render.resolution_x, scene.render.resolution_y = WIDTH, HEIGHT
+    scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
     scene.render.film_transparent = False
     scene.display.render_aa = "16"
@@ -116,7 +154,10 @@ def prepare(blend: Path):
     shading = scene.display.shading
     shading.light = "STUDIO"
     shading.studio_light = "paint.sl"  # saturated, even light: part colours read like the input's
-    shading.color_type = "MATERIAL"
+    shading.color_type = "OBJECT" if part_colours else "MATERIAL"
+    if part_colours:
+        for i, obj in enumerate(sorted(meshes, key=lambda o: o.name)):
+            obj.color = (*(_srgb_to_linear(c) for c in PART_COLOURS[i % len(PART_COLOURS)]), 1.0)
     shading.show_cavity = True
     shading.cavity_type = "BOTH"
     shading.cavity_ridge_factor = 1.0
@@ -139,10 +180,12 @@ def prepare(blend: Path):
     return scene
 
 
-def render(blend: Path, out_png: Path) -> None:
+def render(
+    blend: Path, out_png: Path, size: tuple[int, int] = (WIDTH, HEIGHT), part_colours: bool = False
+) -> None:
     import bpy
 
-    scene = prepare(blend)
+    scene = prepare(blend, size, part_colours)
     scene.render.filepath = str(out_png)
     bpy.ops.render.render(write_still=True)
 
@@ -151,16 +194,17 @@ def _srgb_to_linear(c: float) -> float:
     return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
 
-def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int = 26) -> None:
     try:
-        font = ImageFont.load_default(size=26)
+        font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size default font
         font = ImageFont.load_default()
     draw.text(xy, text, fill=(70, 70, 75), font=font)
 
 
-def compare(input_png: Path, render_png: Path, out_png: Path, caption: str) -> None:
-    """Input (cropped to the object, on white) | render, same height, captioned."""
+def _input_square(input_png: Path, side: int) -> Image.Image:
+    """The input cropped to the object (anything not near-white) with a margin, on a
+    white square of `side` pixels."""
     src = Image.open(input_png).convert("RGB")
     arr = np.asarray(src)
     ys, xs = np.nonzero((arr < 245).any(axis=2))
@@ -168,10 +212,15 @@ def compare(input_png: Path, render_png: Path, out_png: Path, caption: str) -> N
         pad = int(0.08 * max(xs.max() - xs.min(), ys.max() - ys.min()))
         box = (max(xs.min() - pad, 0), max(ys.min() - pad, 0), min(xs.max() + pad, src.width), min(ys.max() + pad, src.height))
         src = src.crop(box)
-    side = max(src.size)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
-    square.paste(src, ((side - src.width) // 2, (side - src.height) // 2))
-    left = square.resize((HEIGHT, HEIGHT), Image.LANCZOS)
+    full = max(src.size)
+    square = Image.new("RGB", (full, full), (255, 255, 255))
+    square.paste(src, ((full - src.width) // 2, (full - src.height) // 2))
+    return square.resize((side, side), Image.LANCZOS)
+
+
+def compare(input_png: Path, render_png: Path, out_png: Path, caption: str) -> None:
+    """Input (cropped to the object, on white) | render, same height, captioned."""
+    left = _input_square(input_png, HEIGHT)
     right = Image.open(render_png).convert("RGB")
     gap = 12
     canvas = Image.new("RGB", (HEIGHT + gap + right.width, HEIGHT), (255, 255, 255))
@@ -183,13 +232,56 @@ def compare(input_png: Path, render_png: Path, out_png: Path, caption: str) -> N
     save_small(canvas, out_png)
 
 
-def save_small(img: Image.Image, path: Path) -> None:
-    """PNG under MAX_BYTES: full colour when it fits, else an adaptive 256-colour palette."""
+def save_small(img: Image.Image, path: Path, limit: int = MAX_BYTES) -> None:
+    """PNG under `limit` bytes: full colour when it fits, else an adaptive 256-colour palette."""
     img.save(path, optimize=True)
-    if path.stat().st_size > MAX_BYTES:
+    if path.stat().st_size > limit:
         img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
-    if path.stat().st_size > MAX_BYTES:
-        raise SystemExit(f"{path} is {path.stat().st_size} bytes, over {MAX_BYTES}")
+    if path.stat().st_size > limit:
+        raise SystemExit(f"{path} is {path.stat().st_size} bytes, over {limit}")
+
+
+def sheet(input_png: Path, render_png: Path, out_png: Path, caption: str) -> None:
+    """Gallery sheet: caption line above input | render (the render scaled to fit)."""
+    canvas = Image.new("RGB", (SHEET_W, SHEET_H), (255, 255, 255))
+    canvas.paste(_input_square(input_png, PANEL), (0, CAPTION_H))
+    right = Image.open(render_png).convert("RGB").resize((SHEET_W - PANEL - GAP, PANEL), Image.LANCZOS)
+    canvas.paste(right, (PANEL + GAP, CAPTION_H))
+    _label(ImageDraw.Draw(canvas), (10, 8), caption, size=19)
+    save_small(canvas, out_png, GALLERY_MAX_BYTES)
+
+
+def engine_label(engine: str) -> str:
+    """Caption wording; the relief pictures must never pass for PartCrafter results."""
+    return "relief preview (not PartCrafter)" if engine == "relief" else f"{engine} engine"
+
+
+def true_parts(image: Path) -> int:
+    """The part count from the example images' `npN_` file name prefix."""
+    prefix = image.name.split("_", 1)[0]
+    if not (prefix.startswith("np") and prefix[2:].isdigit()):
+        raise SystemExit(f"{image.name} has no npN_ prefix")
+    return int(prefix[2:])
+
+
+def gallery(engine: str, out: Path, tmp: Path) -> None:
+    """docs/gallery.md pictures: every example image, true-count result rendered with one
+    colour per part, captioned with the true count and what Auto gave."""
+    render_size = (2 * (SHEET_W - PANEL - GAP), 2 * PANEL)
+    for name, file in GALLERY_IMAGES.items():
+        image = IMAGES / file
+        n = true_parts(image)
+        auto = generate(image, engine, tmp / f"{name}_auto.blend")
+        blend = tmp / f"{name}.blend"
+        summary = generate(image, engine, blend, parts=n)
+        raw = tmp / f"{name}_gallery_raw.png"
+        render(blend, raw, render_size, part_colours=True)
+        got, got_auto = len(summary["parts"]), len(auto["parts"])
+        result = f"{engine_label(summary['engine'])}, --parts {n}: {got} parts · Auto: {got_auto}"
+        caption = f"{name} ({n} parts)  |  {result}"
+        out_png = out / f"gallery_{name}.png"
+        sheet(image, raw, out_png, caption)
+        print(f"{out_png} ({out_png.stat().st_size // 1024} KB)  {caption}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="*", help="NAME=PATH or PATH (default: three images from ../shared/images)")
     parser.add_argument("--engine", default="relief")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
+    parser.add_argument("--gallery", action="store_true", help="all ten example images for docs/gallery.md")
     args = parser.parse_args(argv)
+    if args.gallery:
+        if args.images:
+            parser.error("--gallery takes no images")
+        missing = [f for f in GALLERY_IMAGES.values() if not (IMAGES / f).is_file()]
+        if missing:
+            parser.error(f"example image(s) not found in {IMAGES}: {', '.join(missing)}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="pc-docs-") as tmp:
+            gallery(args.engine, args.out, Path(tmp))
+        return 0
     jobs = {}
     for item in args.images or [f"{k}={IMAGES / v}" for k, v in DEFAULT_IMAGES.items()]:
         name, _, path = item.rpartition("=")
@@ -215,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             render_png = args.out / f"{name}_render.png"
             save_small(Image.open(raw).convert("RGB"), render_png)
             compare_png = args.out / f"{name}_compare.png"
-            compare(image, raw, compare_png, f"{len(summary['parts'])} parts, {summary['engine']} engine")
+            compare(image, raw, compare_png, f"{len(summary['parts'])} parts, {engine_label(summary['engine'])}")
             for p in (render_png, compare_png):
                 print(f"{p} ({p.stat().st_size // 1024} KB)")
     return 0
