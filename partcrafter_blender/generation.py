@@ -38,16 +38,17 @@ class ImageInput:
     name: str
     data: bytes | None = None
     rgba: np.ndarray | None = None
+    label: str | None = None  # what error messages call it, e.g. the file name
 
     @classmethod
     def from_file(cls, path: str, name: str | None = None) -> ImageInput:
         from pathlib import Path
 
-        return cls(name=name or Path(path).stem, data=read_image_file(path))
+        return cls(name=name or Path(path).stem, data=read_image_file(path), label=Path(path).name)
 
     def load(self) -> LoadedImage:
         if self.data is not None:
-            return decode_image(self.data, name=self.name)
+            return decode_image(self.data, name=self.name, label=self.label)
         assert self.rgba is not None
         return decode_image(encode_png(self.rgba), name=self.name)
 

@@ -64,25 +64,29 @@ def decode_image(
     data: bytes,
     name: str = "image",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    label: str | None = None,
 ) -> LoadedImage:
-    """Decode bytes to RGBA. Raises InputImageError with a clear message on any problem."""
+    """Decode bytes to RGBA. Raises InputImageError with a clear message on any problem;
+    messages call the input `label` (e.g. its file name), else `name`."""
     from PIL import Image, ImageOps
 
+    shown = label or name
+
     if not data:
-        raise InputImageError(f"'{name}' is empty (0 bytes).")
+        raise InputImageError(f"'{shown}' is empty (0 bytes).")
     fmt = sniff_format(data)
     if fmt is None:
-        raise InputImageError(f"'{name}' is not a PNG, JPEG or WEBP image.")
+        raise InputImageError(f"'{shown}' is not a PNG, JPEG or WEBP image.")
     try:
         # The format plugin directly, not Image.open: its size check must be ours (clear
         # message, configurable limit) and must happen before any pixel is decoded.
         with _PLUGINS[fmt]()(io.BytesIO(data)) as im:
             w, h = im.size
             if w < 1 or h < 1:
-                raise InputImageError(f"'{name}' has no pixels.")
+                raise InputImageError(f"'{shown}' has no pixels.")
             if w * h > max_pixels:
                 raise InputImageError(
-                    f"'{name}' is {w}x{h} pixels, more than the limit of {max_pixels:,} pixels. Downscale it first."
+                    f"'{shown}' is {w}x{h} pixels, more than the limit of {max_pixels:,} pixels. Downscale it first."
                 )
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -90,9 +94,9 @@ def decode_image(
     except InputImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputImageError(f"'{name}' is too large to decode safely.") from exc
+        raise InputImageError(f"'{shown}' is too large to decode safely.") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputImageError(f"'{name}' is damaged or truncated and cannot be decoded ({exc}).") from exc
+        raise InputImageError(f"'{shown}' is damaged or truncated and cannot be decoded ({exc}).") from exc
     return LoadedImage(rgba=rgba, sha256=hashlib.sha256(data).hexdigest(), name=name, format=fmt)
 
 
@@ -119,7 +123,7 @@ _PLUGINS = {"PNG": _png_plugin, "JPEG": _jpeg_plugin, "WEBP": _webp_plugin}
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     p = Path(path)
-    return decode_image(read_image_file(p), name=p.stem, max_pixels=max_pixels)
+    return decode_image(read_image_file(p), name=p.stem, max_pixels=max_pixels, label=p.name)
 
 
 def _to_rgba(im) -> np.ndarray:
