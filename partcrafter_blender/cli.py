@@ -186,15 +186,19 @@ def _generate(args: argparse.Namespace) -> int:
     )
     server_run = _server_run(args) if args.server else None
     make_engine = server_run.factory if server_run else engine_factory(args.engine, args.engine_python, options)
-    cancel = CancelToken()
-    with _cancel_on_sigint(cancel):
-        outcome = run_generation(ImageInput.from_file(str(image_path)), settings, make_engine, _ProgressPrinter(), cancel)
-    with _stdout_to_stderr(args.json):
-        summary = _write_scene(outcome, args.size, blend, glb)
-    if server_run:
-        warning = server_run.finish(outcome.result)  # delete the server copy unless --keep-on-server
-        if warning:
-            print(f"partcrafter: warning: {warning}", file=sys.stderr)
+    try:
+        cancel = CancelToken()
+        with _cancel_on_sigint(cancel):
+            outcome = run_generation(ImageInput.from_file(str(image_path)), settings, make_engine, _ProgressPrinter(), cancel)
+        with _stdout_to_stderr(args.json):
+            summary = _write_scene(outcome, args.size, blend, glb)
+        if server_run:
+            warning = server_run.finish(outcome.result)  # delete the server copy unless --keep-on-server
+            if warning:
+                print(f"partcrafter: warning: {warning}", file=sys.stderr)
+    finally:
+        if server_run:
+            server_run.close()
     if args.json:
         print(json.dumps(summary, separators=(",", ":")), flush=True)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 from .inference import CancelToken, ProgressCallback, ProgressEvent
@@ -71,14 +72,24 @@ class JobRunner:
 
 # The one job the UI shows; the Cancel button and Esc reach it through here.
 _active: JobRunner | None = None
+# A job whose operator Blender aborted (new file, quit): told to stop, but its worker
+# may still be winding down, so no new job may start until it has (or STOP_GRACE passed).
+_stopping: JobRunner | None = None
+_stopping_since = 0.0
 _lock = threading.Lock()
+
+# How long an aborted job may take to stop before a new job may start anyway: a worker
+# that never ends must not keep every job disabled for the rest of the session.
+STOP_GRACE = 30.0  # seconds
+
+BUSY_MESSAGE = "A PartCrafter job is already running; wait for it or cancel it."
 
 
 def claim(runner: JobRunner) -> bool:
-    """Make `runner` the active job; False when another job is still active."""
+    """Make `runner` the active job; False while another job is active or still stopping."""
     global _active
     with _lock:
-        if _active is not None:
+        if _active is not None or _stopping_left() is not None:
             return False
         _active = runner
         return True
@@ -89,6 +100,42 @@ def release(runner: JobRunner) -> None:
     with _lock:
         if _active is runner:
             _active = None
+
+
+def abandon(runner: JobRunner) -> None:
+    """Its operator is gone: ask `runner` to stop and keep the slot claimed until its
+    worker has actually finished, at most STOP_GRACE seconds."""
+    global _active, _stopping, _stopping_since
+    runner.cancel()
+    with _lock:
+        if _active is runner:
+            _active = None
+        if not runner.done:
+            _stopping, _stopping_since = runner, time.monotonic()
+
+
+def busy_reason() -> str | None:
+    """Why no job can start now (for polls and reports), or None when one can."""
+    with _lock:
+        if _active is not None:
+            return BUSY_MESSAGE
+        left = _stopping_left()
+    if left is None:
+        return None
+    return f"The previous PartCrafter job is still stopping; try again in a moment (at most {left:.0f} s)."
+
+
+def _stopping_left() -> float | None:
+    """Seconds the aborted job may still take to stop, or None once it stopped or ran
+    out of grace. Call with _lock held."""
+    global _stopping
+    if _stopping is None:
+        return None
+    left = STOP_GRACE - (time.monotonic() - _stopping_since)
+    if _stopping.done or left <= 0:
+        _stopping = None  # a worker past its grace is a daemon thread left to itself
+        return None
+    return max(left, 1.0)
 
 
 def active() -> JobRunner | None:

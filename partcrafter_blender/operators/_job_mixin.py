@@ -71,8 +71,9 @@ class JobOperatorMixin:
     @classmethod
     def job_poll(cls, context: bpy.types.Context) -> bool:
         """Use from a subclass's poll(): disabled while any job runs, and says why."""
-        if job_runner.active() is not None:
-            cls.poll_message_set("A PartCrafter job is already running; wait for it or cancel it.")
+        reason = job_runner.busy_reason()
+        if reason is not None:
+            cls.poll_message_set(reason)
             return False
         return True
 
@@ -88,7 +89,7 @@ class JobOperatorMixin:
             return {"CANCELLED"}
         runner = JobRunner(work)
         if not job_runner.claim(runner):
-            self.report({"ERROR"}, "A PartCrafter job is already running; wait for it or cancel it.")
+            self.report({"ERROR"}, job_runner.busy_reason() or job_runner.BUSY_MESSAGE)
             return {"CANCELLED"}
         self._begin(context, runner)
         if modal:
@@ -128,9 +129,10 @@ class JobOperatorMixin:
             self._end(context)
 
     def cancel(self, context: bpy.types.Context) -> None:
-        """Blender aborts the modal operator (new file, quit): stop the worker, clean up."""
+        """Blender aborts the modal operator (new file, quit): stop the worker, clean up.
+        The job slot stays claimed until the worker has really stopped (job_runner.abandon)."""
         if self._runner is not None:
-            self._runner.cancel()
+            job_runner.abandon(self._runner)
             self._end(context)
 
     # --- internals ----------------------------------------------------------------

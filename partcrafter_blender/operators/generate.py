@@ -14,7 +14,7 @@ from ..scene.sources import image_input_from_blender
 from ..ui.settings import QUALITY_ITEMS
 from ._job_mixin import JobOperatorMixin, job_state
 from ._select import select_result
-from .server_consent import finish_remote_import, server_engine_factory, server_poll_problem, uses_server
+from .server_consent import finish_remote_import, server_engine, server_poll_problem, uses_server
 
 # Operator properties a caller did not set are taken from the panel's scene settings.
 _FROM_SETTINGS = ("seed", "quality", "steps", "guidance")
@@ -105,9 +105,14 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
             options=options,
         )
         if uses_server(context):
-            make_engine = server_engine_factory(self, context)
-        else:
-            make_engine = engine_factory(engine_name, bpy.path.abspath(prefs.python_executable), options)
+            engine = server_engine(self, context)
+
+            def work(progress: Any, cancel: Any) -> GenerationOutcome:
+                with engine:  # its connections close when the job ends, however it ends
+                    return run_generation(image, settings, lambda: engine, progress, cancel)
+
+            return work
+        make_engine = engine_factory(engine_name, bpy.path.abspath(prefs.python_executable), options)
         return lambda progress, cancel: run_generation(image, settings, make_engine, progress, cancel)
 
     def _image_input(self) -> ImageInput:

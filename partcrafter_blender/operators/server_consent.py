@@ -1,7 +1,7 @@
 """The server backend inside Blender: settings, the consent gate, and the consent dialog.
 
-The generate operator calls `server_engine_factory()` from its job_prepare when the
-backend is Server. It returns an engine factory when consent is given: the operator's
+The generate operator calls `server_engine()` from its job_prepare when the
+backend is Server. It returns the engine when consent is given: the operator's
 `consent_upload` (headless runs) or the policy version a consent dialog agreed to.
 Otherwise, with the interface, it starts the consent check and raises `ConsentPending`;
 without the interface it refuses and sends nothing.
@@ -94,23 +94,21 @@ def interactive(context: bpy.types.Context) -> bool:
     return not bpy.app.background and context.window is not None
 
 
-def server_engine_factory(op: Any, context: bpy.types.Context) -> Callable[[], RemoteEngine]:
+def server_engine(op: Any, context: bpy.types.Context) -> RemoteEngine:
     """Main thread, from the generate operator's job_prepare. See the module docstring."""
     config = server_config(context)
     directory = server_user_dir()
     client = connect(config, bool(bpy.app.online_access))
     if op.consent_upload:
-        engine = remote_engine(client, config, directory, consent_via="operator property consent_upload")
-        return lambda: engine
+        return remote_engine(client, config, directory, consent_via="operator property consent_upload")
     if op.consent_policy_version:
-        engine = remote_engine(
+        return remote_engine(
             client,
             config,
             directory,
             policy_version=op.consent_policy_version,
             consented_sha256=op.consent_sha256 or None,
         )
-        return lambda: engine
     if not interactive(context):
         raise headless_refusal(client.host, HEADLESS_FLAG)
     args = {name: getattr(op, name) for name in GENERATE_ARGS}
@@ -200,8 +198,8 @@ def finish_remote_import(context: bpy.types.Context, result: GenerationResult) -
         client = ServerClient(str(result.metadata["server"]), resolve_api_key(config.api_key), ca_bundle=config.ca_bundle)
     except InvalidServerURL as exc:
         return str(exc)
-    engine = remote_engine(client, config, server_user_dir())
-    return engine.finish(result)
+    with remote_engine(client, config, server_user_dir()) as engine:
+        return engine.finish(result)
 
 
 class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
@@ -312,11 +310,12 @@ class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
         self._ask_every_time = config.ask_every_time
 
         def work(progress: Any, cancel: Any) -> tuple[ConsentQuestion, bool]:
-            progress(ProgressEvent("preprocess", 0.1, "Preparing the image to upload"))
-            rgba = load().rgba
-            cancel.raise_if_cancelled()
-            progress(ProgressEvent("policy", 0.5, f"Reading the privacy policy of {client.host}"))
-            return consent_question(client, ledger, rgba, config.ask_every_time, cancel)
+            with client:
+                progress(ProgressEvent("preprocess", 0.1, "Preparing the image to upload"))
+                rgba = load().rgba
+                cancel.raise_if_cancelled()
+                progress(ProgressEvent("policy", 0.5, f"Reading the privacy policy of {client.host}"))
+                return consent_question(client, ledger, rgba, config.ask_every_time, cancel)
 
         return work
 

@@ -10,7 +10,7 @@ import bpy
 from ..inference import PartCrafterError, ProgressEvent
 from ..remote.client import ServerClient
 from ._job_mixin import JobOperatorMixin, job_state
-from .server_consent import connect_from_preferences, server_poll_problem
+from .server_consent import connect_from_preferences, interactive, server_poll_problem
 
 # The last /v1/me answer per server, for the panel (runtime only, never saved).
 my_data: dict[str, dict[str, Any]] = {}
@@ -73,8 +73,9 @@ class PARTCRAFTER_OT_server_my_data(_ServerDataJob, bpy.types.Operator):
         client = self._connect(context)
 
         def work(progress: Any, _cancel: Any) -> dict[str, Any]:
-            progress(ProgressEvent("request", 0.1, f"Asking {client.host} what it holds for your key"))
-            return client.me()
+            with client:
+                progress(ProgressEvent("request", 0.1, f"Asking {client.host} what it holds for your key"))
+                return client.me()
 
         return work
 
@@ -97,6 +98,16 @@ class PARTCRAFTER_OT_server_export(_ServerDataJob, bpy.types.Operator):
 
     filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     filter_glob: bpy.props.StringProperty(default="*.zip", options={"HIDDEN", "SKIP_SAVE"})
+    # The file browser shows an existing file's name in red before the person confirms (like ExportHelper).
+    check_existing: bpy.props.BoolProperty(
+        name="Check Existing", description="Warn before overwriting an existing file", default=True, options={"HIDDEN", "SKIP_SAVE"}
+    )
+    overwrite: bpy.props.BoolProperty(
+        name="Overwrite",
+        description="Replace an existing file (without the file browser, an existing file is otherwise refused)",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
 
     _dest: Path | None = None
 
@@ -112,12 +123,21 @@ class PARTCRAFTER_OT_server_export(_ServerDataJob, bpy.types.Operator):
         dest = Path(bpy.path.abspath(self.filepath))
         if dest.suffix.lower() != ".zip":
             dest = dest.with_name(dest.name + ".zip")
+        # Chosen in the file browser, the person saw the warning (check_existing) and confirmed;
+        # a script or a background run must say it means to replace the file.
+        chosen_in_browser = self.options.is_invoke and interactive(context)
+        if dest.is_file() and not (self.overwrite or chosen_in_browser):
+            raise PartCrafterError(
+                f"{dest} already exists; nothing was downloaded. Choose another file name, "
+                "or set overwrite=True to replace it."
+            )
         client = self._connect(context)
         self._dest = dest
 
         def work(progress: Any, cancel: Any) -> int:
-            progress(ProgressEvent("download", 0.1, f"Downloading your data from {client.host}"))
-            return client.export_me(dest, cancel)
+            with client:
+                progress(ProgressEvent("download", 0.1, f"Downloading your data from {client.host}"))
+                return client.export_me(dest, cancel)
 
         return work
 
@@ -148,9 +168,10 @@ class PARTCRAFTER_OT_server_delete_all(_ServerDataJob, bpy.types.Operator):
         client = self._connect(context)
 
         def work(progress: Any, cancel: Any) -> int:
-            progress(ProgressEvent("request", 0.1, f"Deleting your data on {client.host}"))
-            cancel.raise_if_cancelled()  # the last moment a cancel can keep the data
-            return client.delete_me()
+            with client:
+                progress(ProgressEvent("request", 0.1, f"Deleting your data on {client.host}"))
+                cancel.raise_if_cancelled()  # the last moment a cancel can keep the data
+                return client.delete_me()
 
         return work
 

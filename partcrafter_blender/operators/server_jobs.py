@@ -62,7 +62,8 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
 
         def work(progress: Any, cancel: Any) -> GenerationOutcome:
             started = time.perf_counter()
-            result = engine.resume(pending, progress, cancel)
+            with engine:
+                result = engine.resume(pending, progress, cancel)
             return GenerationOutcome(
                 result=result,
                 image=image,
@@ -104,8 +105,9 @@ class PARTCRAFTER_OT_server_cancel_job(JobOperatorMixin, bpy.types.Operator):
         engine = remote_engine(client, server_config(context), server_user_dir(), policy_version=pending.policy_version)
 
         def work(progress: Any, _cancel: Any) -> str:
-            progress(ProgressEvent("cancel", 0.1, f"Cancelling job {pending.job_id} on {client.host}"))
-            return engine.cancel_on_server(pending.job_id)
+            with engine:
+                progress(ProgressEvent("cancel", 0.1, f"Cancelling job {pending.job_id} on {client.host}"))
+                return engine.cancel_on_server(pending.job_id)
 
         return work
 

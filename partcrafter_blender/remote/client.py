@@ -149,7 +149,14 @@ class ServerClient:
         return self.endpoint.host
 
     def close(self) -> None:
+        """Close the pooled connections; call when done (or use `with ServerClient(...)`)."""
         self._session.close()
+
+    def __enter__(self) -> ServerClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # ---- API routes ----
 

@@ -87,6 +87,16 @@ class RemoteEngine:
     def availability(self) -> Availability:
         return Availability(True)
 
+    def close(self) -> None:
+        """Close the client's connections; call when done (or use `with engine:`)."""
+        self.client.close()
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # ---- the Engine contract ----
 
     def generate(

@@ -31,3 +31,6 @@ class HeadlessServerRun:
 
     def finish(self, result: GenerationResult) -> str:
         return self.engine.finish(result)
+
+    def close(self) -> None:
+        self.engine.close()

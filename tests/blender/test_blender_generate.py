@@ -257,6 +257,26 @@ def test_generate_is_disabled_while_a_job_runs(scene, demo_image):
     assert not bpy.ops.partcrafter.cancel.poll()
 
 
+def test_generate_waits_for_an_aborted_job_to_stop(scene, demo_image):
+    import bpy
+
+    from partcrafter_blender.job_runner import JobRunner
+
+    finish = threading.Event()
+    runner = JobRunner(lambda progress, cancel: finish.wait(10))
+    assert job_runner.claim(runner)
+    runner.start()
+    try:
+        job_runner.abandon(runner)  # what the operator's cancel() does when Blender aborts it
+        assert not bpy.ops.partcrafter.generate.poll()
+        with pytest.raises(RuntimeError, match="still stopping"):
+            generate(bpy, demo_image)
+    finally:
+        finish.set()
+    assert runner.wait(10)
+    assert generate(bpy, demo_image) == {"FINISHED"}
+
+
 def test_blender_image_as_input(scene, demo_image):
     import bpy
 

@@ -78,3 +78,63 @@ def test_events_keep_their_order():
     runner.start()
     assert runner.wait(10)
     assert [e.message for e in runner.drain()] == [str(i) for i in range(500)]
+
+
+def _stubborn_work(started: threading.Event, finish: threading.Event):
+    """A worker that notices the cancel only when `finish` is set (a slow shutdown)."""
+
+    def work(progress, cancel):
+        started.set()
+        assert finish.wait(10)
+        cancel.raise_if_cancelled()
+
+    return work
+
+
+def test_an_aborted_job_keeps_the_slot_until_its_worker_stops():
+    started, finish = threading.Event(), threading.Event()
+    runner = JobRunner(_stubborn_work(started, finish))
+    assert job_runner.claim(runner)
+    runner.start()
+    try:
+        assert started.wait(10)
+        job_runner.abandon(runner)  # Blender aborted the operator; the worker is still running
+        assert runner.cancelled and job_runner.active() is None
+        assert not job_runner.claim(JobRunner(lambda p, c: None)), "a new job would overlap the stopping one"
+        assert "still stopping" in (job_runner.busy_reason() or "")
+    finally:
+        finish.set()
+    assert runner.wait(10) and isinstance(runner.error, Cancelled)
+    assert job_runner.busy_reason() is None
+    follower = JobRunner(lambda p, c: None)
+    assert job_runner.claim(follower)
+    job_runner.release(follower)
+
+
+def test_an_aborted_job_that_never_stops_frees_the_slot_after_the_grace(monkeypatch):
+    started, finish = threading.Event(), threading.Event()
+    runner = JobRunner(_stubborn_work(started, finish))
+    assert job_runner.claim(runner)
+    runner.start()
+    try:
+        assert started.wait(10)
+        monkeypatch.setattr(job_runner, "STOP_GRACE", 0.0)
+        job_runner.abandon(runner)
+        assert not runner.done
+        follower = JobRunner(lambda p, c: None)
+        assert job_runner.claim(follower), "a hung worker must not disable every job for good"
+        job_runner.release(follower)
+    finally:
+        finish.set()
+        assert runner.wait(10)
+
+
+def test_abandoning_a_finished_job_frees_the_slot_at_once():
+    runner = JobRunner(lambda p, c: "done")
+    assert job_runner.claim(runner)
+    runner.run_blocking()
+    job_runner.abandon(runner)
+    assert job_runner.busy_reason() is None
+    follower = JobRunner(lambda p, c: None)
+    assert job_runner.claim(follower)
+    job_runner.release(follower)

@@ -263,6 +263,23 @@ def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_p
     assert me["jobs"] == [] and me["stored_bytes"] == 0
 
 
+def test_export_does_not_replace_an_existing_file_unless_told(scene, prefs, proxy, tmp_path: Path) -> None:
+    import zipfile
+
+    import bpy
+
+    archive = tmp_path / "mine.zip"
+    archive.write_bytes(b"an older export the user wants to keep")
+    with pytest.raises(RuntimeError, match="already exists; nothing was downloaded.*overwrite=True"):
+        bpy.ops.partcrafter.server_export(filepath=str(archive))
+    assert archive.read_bytes() == b"an older export the user wants to keep"
+    assert proxy.count("GET", "/v1/me/export") == 0  # refused before anything was asked
+    assert not (tmp_path / "mine.zip.part").exists()
+    assert bpy.ops.partcrafter.server_export(filepath=str(archive), overwrite=True) == {"FINISHED"}
+    with zipfile.ZipFile(archive) as zf:
+        assert "metadata.json" in zf.namelist()
+
+
 def test_data_requests_cancel_and_fail_without_getting_stuck(scene, prefs, proxy, tmp_path: Path) -> None:
     import bpy
 

@@ -79,12 +79,13 @@ class ServerProcess:
         if self.tls:
             env.update(PARTCRAFTER_SERVER_SSL_CERTFILE=str(self.tls[0]), PARTCRAFTER_SERVER_SSL_KEYFILE=str(self.tls[1]))
         self.log = self.data_dir / f"serve-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "partcrafter_server", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=open(self.log, "wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log, "wb") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "partcrafter_server", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -154,10 +155,12 @@ class FaultProxy:
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "accept-encoding")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
+                try:  # closed even when the upstream is down (a crash test)
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
                 if mode == "corrupt" and resp.status == 200:
                     data = data[:20] + bytes(b ^ 0x5A for b in data[20:60]) + data[60:]
                 self.send_response(resp.status)

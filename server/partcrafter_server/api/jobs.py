@@ -166,14 +166,14 @@ async def submit_job(
     wait = ctx.submit_limiter.take(owner.key_id)
     if wait:
         raise ProblemError(429, "rate_limited", "Too many submissions for this key; wait before sending more.", retry_after(wait))
-    if ctx.db.active_count(owner.key_id) >= s.max_active_jobs_per_key:
+    if await run_in_threadpool(ctx.db.active_count, owner.key_id) >= s.max_active_jobs_per_key:
         raise ProblemError(
             429,
             "rate_limited",
             f"This key already has {s.max_active_jobs_per_key} unfinished jobs; wait for one to end.",
             retry_after(5),
         )
-    if ctx.db.queued_count() >= s.max_queue:
+    if await run_in_threadpool(ctx.db.queued_count) >= s.max_queue:
         raise ProblemError(503, "queue_full", "The server's queue is full; try again shortly.", retry_after(30))
 
     try:
@@ -185,12 +185,12 @@ async def submit_job(
     try:
         job = await run_in_threadpool(ctx.service.submit, owner.key_id, clean.pixels, params, consented, idem)
     except sqlite3.IntegrityError:  # the same Idempotency-Key raced in twice: answer with the winner
-        earlier = ctx.service.find_idempotent(owner.key_id, idempotency_key or "")
+        earlier = await run_in_threadpool(ctx.service.find_idempotent, owner.key_id, idempotency_key or "")
         if earlier is None:
             raise
         return await _replay(ctx, owner, earlier, idem[1] if idem else "", response)
     dispatcher.wake()
-    view = _view(ctx, job)
+    view = await run_in_threadpool(_view, ctx, job)
     response.headers["Location"] = view.links.self
     return view
 
@@ -198,7 +198,7 @@ async def submit_job(
 async def _replay(ctx: ServerContext, owner: Owner, earlier: dict[str, Any], digest: str, response: Response) -> JobOut:
     if earlier["request_hash"] != digest:
         raise ProblemError(422, "invalid_parameters", "This Idempotency-Key was already used for a different request.")
-    view = _view(ctx, _owned(ctx, owner, earlier["job_id"]))
+    view = await run_in_threadpool(lambda: _view(ctx, _owned(ctx, owner, earlier["job_id"])))
     response.headers["Location"] = view.links.self
     return view
 
@@ -207,7 +207,7 @@ async def _replay(ctx: ServerContext, owner: Owner, earlier: dict[str, Any], dig
 async def get_job(
     response: Response, job_id: str = JobId, owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)
 ) -> JobOut:
-    view = _view(ctx, _owned(ctx, owner, job_id))
+    view = await run_in_threadpool(lambda: _view(ctx, _owned(ctx, owner, job_id)))
     response.headers.update(_poll_headers(view))
     return view
 
