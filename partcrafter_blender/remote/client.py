@@ -393,8 +393,8 @@ class ServerClient:
                 status=status,
                 code=code,
             )
+        wait = f" Try again in {retry_after:.0f} seconds." if retry_after else " Try again later."
         if status == 429:
-            wait = f" Try again in {retry_after:.0f} seconds." if retry_after else " Try again later."
             return RateLimited(
                 f"The server {host} is limiting requests for this API key (429: too many requests or jobs at once).{wait}",
                 retry_after=retry_after,
@@ -402,7 +402,6 @@ class ServerClient:
                 code=code,
             )
         if status == 503:
-            wait = f" Try again in {retry_after:.0f} seconds." if retry_after else " Try again later."
             return RateLimited(
                 f"The server {host} is busy or temporarily unavailable (503{', queue full' if code == 'queue_full' else ''}).{wait}",
                 retry_after=retry_after,

@@ -27,6 +27,7 @@ from partcrafter_blender.remote.errors import (
 )
 from partcrafter_blender.remote.gate import ServerConfig, connect
 from partcrafter_blender.remote.pending import PendingJobs
+from tls_cert import self_signed_cert
 
 FAST = PollSchedule(first=0.1, factor=1.5, cap=0.5, max_retry_after=0.5)
 
@@ -133,7 +134,7 @@ def test_polling_honours_retry_after(server, proxy, user_dir: Path, sample_rgba:
 
 
 def test_tls_self_signed_refused_then_trusted_with_a_ca_bundle(harness, tmp_path: Path) -> None:
-    cert, key = harness.self_signed_cert(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     srv = harness.ServerProcess(tmp_path / "tls", tls=(cert, key)).start()
     try:
         assert srv.url.startswith("https://")
