@@ -222,7 +222,8 @@ def _material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.M
     linear = (*(_srgb_to_linear(x) for x in srgb[:3]), srgb[3] if len(srgb) > 3 else 1.0)
     material = bpy.data.materials.new(name)
     material.diffuse_color = linear
-    if not material.use_nodes:
+    if bpy.app.version < (5, 0, 0):
+        # Blender 5.0 deprecates the switch (removed in 6.0): its materials always use nodes.
         material.use_nodes = True
     bsdf = next((n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is not None:

@@ -103,3 +103,20 @@ def test_a_part_far_from_the_origin_keeps_its_precision(scene):
     obj.data.vertices.foreach_get("co", co)
     got = co.reshape(-1, 3) + np.array(obj.location)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_import_uses_no_api_that_blender_deprecates(bpy_addon, scene):
+    """Blender 5.0+ deprecates Material.use_nodes (removed in 6.0) with a DeprecationWarning; the
+    importer's materials still get a Principled BSDF with the part's colour on every version."""
+    import warnings
+
+    verts, faces = uv_sphere()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obj = build_one(PartMesh(name="p", vertices=verts, faces=faces, color=(1.0, 0.0, 0.0, 1.0)))
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert deprecated == []
+    (material,) = obj.data.materials
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert tuple(bsdf.inputs["Base Color"].default_value) == pytest.approx((1.0, 0.0, 0.0, 1.0))
+    assert material.node_tree.nodes["Material Output"].inputs["Surface"].is_linked

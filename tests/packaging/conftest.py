@@ -34,10 +34,17 @@ def linux_zip(build_ext: ModuleType, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def resolved_wheels(build_ext: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The wheel pip picks today for every manifest platform (a fresh download, not ./wheels/)."""
+def resolved_wheels(build_ext: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """The wheel pip picks for every manifest platform and Python, resolved offline from the wheel cache
+    (./wheels/, filled and hash-checked by `./dev setup`), so the tests need no registry."""
+    manifest = build_ext.read_manifest()
+    build_ext.fetch_wheels(manifest["platforms"], manifest)  # a no-op once the cache is full
     dest = tmp_path_factory.mktemp("wheels")
-    return {p: build_ext.resolve_wheel(p, dest) for p in build_ext.read_manifest()["platforms"]}
+    return {
+        (platform, python): build_ext.resolve_wheel(platform, python, dest, find_links=build_ext.WHEELS)
+        for python in build_ext.PYTHONS  # the manifest's order
+        for platform in manifest["platforms"]
+    }
 
 
 @pytest.fixture(scope="session")

@@ -47,13 +47,21 @@ loaded = images.load_image(image_path)
 engine = inference.create_engine()
 outcome = engine.generate(inference.GenerationRequest(image=loaded.rgba, image_name=loaded.name, num_parts=2))
 
-import PIL
+# What a user does: the operator, from the installed extension, on the image file.
+generated = bpy.ops.partcrafter.generate(filepath=image_path, num_parts=2)
+stem = image_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+objects = sorted(o.name for o in bpy.data.collections[stem].objects if o.type == "MESH")
+
+import PIL, PIL._imaging
 print("RESULT " + json.dumps({
+    "generated": sorted(generated),
+    "objects": objects,
     "result": sorted(result),
     "enabled": module in bpy.context.preferences.addons.keys(),
     "operator": op.identifier,
     "extension_file": sys.modules[module].__file__,
     "pil_file": PIL.__file__,
+    "pil_imaging": PIL._imaging.__file__,
     "engine": outcome.engine,
     "parts": [[len(p.vertices), len(p.faces)] for p in outcome.parts],
 }))
@@ -86,5 +94,12 @@ def test_packaging_built_zip_installs_enables_and_runs_on_its_own(linux_zip, exa
     # Blender unpacked the bundled wheel into the extensions' site-packages, and that is the Pillow in use.
     assert list(site.glob("pillow-*.dist-info"))
     assert Path(info["pil_file"]) == site / "PIL" / "__init__.py"
+    # ... built for this Blender's Python: cp311 in 4.2-5.0, cp313 in 5.1 and newer.
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}-"
+    assert Path(info["pil_imaging"]).name.startswith(f"_imaging.{tag}"), info["pil_imaging"]
+    assert [p.name for p in site.glob("pillow-*.dist-info")] == ["pillow-13.0.0.dist-info"]
     assert info["engine"] == "relief"
+    stem = example_image.stem
+    assert info["generated"] == ["FINISHED"]
+    assert info["objects"] == [f"{stem}.part_01", f"{stem}.part_02"]
     assert info["parts"] and all(v > 0 and f > 0 for v, f in info["parts"])

@@ -14,7 +14,10 @@ def test_packaging_zip_passes_blenders_validator(build_ext, linux_zip):
 def test_packaging_zip_holds_its_platform_wheel_only_and_no_tests_or_caches(build_ext, linux_zip):
     names = zipfile.ZipFile(linux_zip).namelist()
     wheels = [n for n in names if n.endswith(".whl")]
-    assert wheels == [f"wheels/pillow-{build_ext.PILLOW_VERSION}-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"]
+    linux = "manylinux_2_27_x86_64.manylinux_2_28_x86_64"
+    assert sorted(wheels) == [
+        f"wheels/pillow-{build_ext.PILLOW_VERSION}-{abi}-{abi}-{linux}.whl" for abi in ("cp311", "cp313")
+    ]
     assert "__init__.py" in names and "blender_manifest.toml" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.split("/")[0] == "tests"]
     # Every module of the add-on package is in the zip, at the zip's root.
@@ -31,4 +34,4 @@ def test_packaging_zip_manifest_is_narrowed_to_its_platform(linux_zip):
     with zipfile.ZipFile(linux_zip) as zf:
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode("utf-8"))
     assert manifest["build"]["generated"]["platforms"] == ["linux-x64"]
-    assert len(manifest["build"]["generated"]["wheels"]) == 1
+    assert len(manifest["build"]["generated"]["wheels"]) == 2  # cp311 and cp313
