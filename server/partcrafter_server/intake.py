@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from partcrafter_blender.inference.errors import InputImageError
+from partcrafter_blender.inference.foreground import require_foreground
 from partcrafter_blender.inference.images import (
     decode_image,
     has_meaningful_alpha,
@@ -126,6 +127,7 @@ def clean_upload(data: bytes, settings: Settings) -> CleanImage:
     _check_structure(data, fmt)
     try:
         loaded = decode_image(data, name="image", max_pixels=settings.max_pixels)
+        require_foreground(loaded.rgba)  # the engines' own test: refused here, never stored
     except InputImageError as exc:
         raise ProblemError(422, "invalid_image", str(exc).replace("'image' ", "The image ")) from exc
     return CleanImage(pixels=pack_pixels(loaded.rgba), width=loaded.rgba.shape[1], height=loaded.rgba.shape[0], source_format=fmt)

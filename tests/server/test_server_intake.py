@@ -17,7 +17,9 @@ from server_test_support import Client, ServerProcess, png_bytes
 
 def _pil(fmt: str, size=(64, 64), **kw) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 30)).save(buf, format=fmt, **kw)
+    im = Image.new("RGB", size, (200, 30, 30))
+    im.paste((20, 20, 220), (size[0] // 4, size[1] // 4, 3 * size[0] // 4, 3 * size[1] // 4))  # an object
+    im.save(buf, format=fmt, **kw)
     return buf.getvalue()
 
 
@@ -159,3 +161,38 @@ def test_transparency_survives_intake() -> None:
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     clean = clean_upload(buf.getvalue(), Settings(data_dir="unused"))
     assert np.array_equal(unpack_pixels(clean.pixels), rgba)
+
+
+def _encoded(arr: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+EMPTY = [
+    ("transparent_png", _encoded(np.zeros((64, 64, 4), np.uint8), "PNG")),
+    ("white_png", _encoded(np.full((64, 64, 3), 255, np.uint8), "PNG")),
+    ("grey_jpeg", _encoded(np.full((64, 64, 3), 128, np.uint8), "JPEG")),
+    ("speck_png", _encoded(np.pad(np.full((4, 4, 4), 255, np.uint8), ((30, 30), (30, 30), (0, 0))), "PNG")),
+]
+
+
+@pytest.mark.parametrize("name,data", EMPTY, ids=[e[0] for e in EMPTY])
+def test_image_without_an_object_is_refused_at_intake_and_nothing_stored(
+    client: Client, server: ServerProcess, name: str, data: bytes
+) -> None:
+    jobs_before = len(client.http.get("/v1/me").json()["jobs"])
+    files_before = sorted(p.name for p in (server.data_dir / "blobs").glob("*/*"))
+    r = client.submit(data, filename=f"{name}.png")
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_image"), r.text
+    # the engines' own words: the same shared function decided
+    from partcrafter_blender.inference import GenerationRequest, InputImageError, create_engine
+    from partcrafter_blender.inference.images import decode_image
+
+    rgba = decode_image(data, name="image").rgba
+    for engine in ("relief", "partcrafter"):  # partcrafter refuses before it looks for weights
+        with pytest.raises(InputImageError) as engine_said:
+            create_engine(engine).generate(GenerationRequest(image=rgba, image_name="image", num_parts=2))
+        assert r.json()["detail"] == str(engine_said.value), engine
+    assert len(client.http.get("/v1/me").json()["jobs"]) == jobs_before
+    assert sorted(p.name for p in (server.data_dir / "blobs").glob("*/*")) == files_before

@@ -34,6 +34,7 @@ import numpy as np
 from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, PartMesh, ProgressCallback
 from ..contract import ProgressEvent
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
+from ..foreground import require_foreground
 from .weights import verify_weights_folder
 
 ENGINE_VERSION = "partcrafter-cleanroom-1"
@@ -148,6 +149,7 @@ class PartCrafterEngine:
         cancel: CancelToken | None = None,
     ) -> GenerationResult:
         started = time.perf_counter()
+        require_foreground(request.image)  # before loading gigabytes of weights for nothing
         settings = self.settings(request.options)
         availability = self.availability(request.options)
         if not availability.ok:

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputImageError
+from ..foreground import ALPHA_THRESHOLD, check_object_size, require_foreground
 from .colour import srgb_to_lab
 from .raster import label_components, resize_rgba
 
 COARSE_SIDE = 192  # long side of the pass that finds the object's bounding box
-MIN_OBJECT_PIXELS = 100  # in original pixels: less than a 10 x 10 object is no input
-MIN_OBJECT_FRACTION = 1e-4
-ALPHA_THRESHOLD = 127
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,7 @@ def extract_foreground(rgba: np.ndarray, working_side: int) -> Matte:
     h, w = rgba.shape[:2]
     if h * w < 16 or min(h, w) < 4:
         raise InputImageError(f"The image is only {w}x{h} pixels; it needs to show an object, at least 4x4 pixels.")
+    require_foreground(rgba)  # fully transparent, too little alpha, one plain colour
     alpha = rgba[..., 3]
     if int(alpha.min()) < 250:
         return _from_alpha(rgba, working_side)
@@ -67,8 +66,6 @@ def extract_foreground(rgba: np.ndarray, working_side: int) -> Matte:
     u, v = _pixel_uv(coarse.shape[0], coarse.shape[1], 0.0, 0.0, sx, sy, h, w)
     mask = _threshold(lab, background, u, v)
     if not mask.any():
-        if float(np.ptp(lab.reshape(-1, 3), axis=0).max()) < 1.0:
-            raise InputImageError("No object found: the image is a single plain colour.")
         raise InputImageError(
             "No object found: nothing stands out from the plain background. "
             "Use a picture where the object contrasts with its background, or one with transparency."
@@ -79,11 +76,7 @@ def extract_foreground(rgba: np.ndarray, working_side: int) -> Matte:
 
 def _from_alpha(rgba: np.ndarray, working_side: int) -> Matte:
     h, w = rgba.shape[:2]
-    fg = rgba[..., 3] > ALPHA_THRESHOLD
-    count = int(np.count_nonzero(fg))
-    if count == 0:
-        raise InputImageError("The image is fully transparent: there is no object to convert.")
-    _check_size(count, h * w)
+    fg = rgba[..., 3] > ALPHA_THRESHOLD  # enough of it: require_foreground checked
     rows = np.nonzero(fg.any(axis=1))[0]
     cols = np.nonzero(fg.any(axis=0))[0]
     box = _pad_box(cols[0], rows[0], cols[-1] + 1, rows[-1] + 1, 2, w, h)
@@ -192,7 +185,7 @@ def _crop(
     else:
         mask = np.ones((wh, ww), dtype=bool)
     mask = _clean(mask)
-    _check_size(int(np.count_nonzero(mask) * px * py), h * w)
+    check_object_size(int(np.count_nonzero(mask) * px * py), h * w)
     return Matte(rgb=small[..., :3].copy(), lab=lab, mask=mask, x0=x0, y0=y0, px=px, py=py, method=method)
 
 
@@ -212,10 +205,3 @@ def _clean(mask: np.ndarray) -> np.ndarray:
         mask = mask | np.where(holes >= 0, fill[np.maximum(holes, 0)], False)
     return mask
 
-
-def _check_size(object_pixels: int, image_pixels: int) -> None:
-    if object_pixels < MIN_OBJECT_PIXELS or object_pixels < MIN_OBJECT_FRACTION * image_pixels:
-        raise InputImageError(
-            f"The object is too small to convert: only about {object_pixels} pixels stand out from the background. "
-            "Crop the image closer to the object or use a larger picture."
-        )
