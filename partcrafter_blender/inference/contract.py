@@ -126,7 +126,10 @@ class GenerationResult:
 @dataclass(frozen=True)
 class Availability:
     ok: bool
-    reason: str = ""
+    reason: str = ""  # in the add-on's words (its preferences, its environment variables)
+    # What fixes it, for a host with settings of its own (the server): "packages" (this
+    # Python lacks the engine's modules), "weights_path" (no weights, or weights that do not verify).
+    setting: str = ""
 
 
 class Engine(Protocol):

@@ -19,6 +19,7 @@ except ImportError:  # Windows: no advisory locks there; run one server per data
 
 from . import __version__, problems
 from .api import jobs, me, service
+from .api.deps import UNCOUNTED
 from .clock import Clock, system_clock
 from .context import ServerContext, build_context
 from .dispatch import Dispatcher, LocalWorkerPool
@@ -68,29 +69,41 @@ class RequestGuard:
             response = problems.problem_response(408, "request_timeout", f"The request took longer than {self.timeout_s:g} s.")
             await response(scope, receive, send)
         route = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.inc(
-            "partcrafter_http_requests_total", labels={"method": scope["method"], "route": route, "status": str(status["code"])}
-        )
+        if not scope.get("state", {}).get(UNCOUNTED):  # unless the key holder objected to being counted
+            self.metrics.inc(
+                "partcrafter_http_requests_total",
+                labels={"method": scope["method"], "route": route, "status": str(status["code"])},
+            )
         if self.access_log:
             log.info("%s %s %d %.1fms", scope["method"], route, status["code"], (time.perf_counter() - started) * 1000)
 
 
-def _exclusive(data_dir: Path) -> IO[bytes]:
+class DataDirBusy(RuntimeError):
+    """Another server holds the data folder."""
+
+
+def hold_data_dir(data_dir: Path) -> IO[bytes]:
     """Hold an exclusive lock on the data folder for this server's lifetime."""
-    handle = open(data_dir / "server.lock", "wb")  # noqa: SIM115 - held until shutdown
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.fdopen(os.open(data_dir / "server.lock", os.O_WRONLY | os.O_CREAT, 0o600), "wb")  # held until shutdown
     if fcntl is None:
         return handle
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise RuntimeError(f"Another partcrafter-server is already serving {data_dir}; one server per data folder.") from None
+        raise DataDirBusy(f"Another partcrafter-server is already serving {data_dir}; one server per data folder.") from None
     return handle
 
 
 def create_app(
-    settings: Settings | None = None, clock: Clock = system_clock, dispatcher_factory: DispatcherFactory = local_pool
+    settings: Settings | None = None,
+    clock: Clock = system_clock,
+    dispatcher_factory: DispatcherFactory = local_pool,
+    data_lock: IO[bytes] | None = None,
 ) -> FastAPI:
+    """`data_lock`: the data folder's lock when the caller already holds it (`serve` takes it
+    first, so a second server stops with one clear line instead of a failed start-up)."""
     settings = settings or Settings()
     if settings.weights_dir:  # the PartCrafter engine's own configuration; workers inherit it
         os.environ["PARTCRAFTER_WEIGHTS"] = str(settings.weights_dir)
@@ -99,7 +112,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lock = _exclusive(settings.data_dir)  # a second server would take over the first one's running jobs
+        lock = data_lock or hold_data_dir(settings.data_dir)  # a second server would take over running jobs
         recovered = ctx.service.recover_after_restart()
         if recovered:
             startup_log.warning("%d interrupted job(s) were retried or failed after a restart", recovered)
@@ -113,6 +126,7 @@ def create_app(
         finally:
             ctx.sweeper.stop()
             await asyncio.to_thread(dispatcher.stop)
+            ctx.db.checkpoint()  # nothing erased lingers in the WAL after a stop
             lock.close()
 
     app = FastAPI(
@@ -120,6 +134,8 @@ def create_app(
         version=__version__,
         description="One image in, one multi-part GLB out. See docs/api.md and docs/server.md.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,  # Swagger UI pulls its scripts from a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)

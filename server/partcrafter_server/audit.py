@@ -4,14 +4,26 @@ Each entry's hash covers the previous entry's hash, so editing, inserting or rem
 an entry in the middle breaks every later hash. Entries older than the retention
 limit are pruned from the front; the hash of the last pruned entry becomes the
 chain's anchor, and the latest hash is mirrored in `meta` to detect a cut tail.
+
+Entries never name a key holder or a job in clear. The owner column holds the
+holder's random pseudonym and the job column the job id sealed (AES-GCM) under the
+holder's own audit key; both live in the `holders` row. Erasure deletes that row, so
+the holder's old entries stay in the chain (it still verifies) but nothing links them
+to the holder or to their jobs any more.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+import secrets
 import sqlite3
 from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .store import Database
 
@@ -33,6 +45,9 @@ def append(
     policy_version: str | None = None,
 ) -> None:
     """Append inside the caller's write transaction (so the event commits with its change)."""
+    if key_id is not None:
+        pseudonym, audit_key = _identity(con, key_id)
+        key_id, job_id = pseudonym, _seal(audit_key, job_id) if job_id else None
     last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     if last:
         seq, prev = last[0] + 1, last[1]
@@ -93,4 +108,36 @@ def prune(db: Database, con: sqlite3.Connection, before: float) -> int:
 
 
 def events_of(db: Database, key_id: str) -> list[dict]:
-    return db.all("SELECT seq, at, event, job_id, policy_version FROM audit WHERE key_id=? ORDER BY seq", (key_id,))
+    """The holder's own entries, job ids unsealed; none once the holder was erased."""
+    row = db.one("SELECT audit_pseudonym, audit_key FROM holders WHERE key_id=?", (key_id,))
+    if row is None:
+        return []
+    events = db.all(
+        "SELECT seq, at, event, job_id, policy_version FROM audit WHERE key_id=? ORDER BY seq", (row["audit_pseudonym"],)
+    )
+    for e in events:
+        e["job_id"] = _unseal(row["audit_key"], e["job_id"]) if e["job_id"] else None
+    return events
+
+
+def _identity(con: sqlite3.Connection, key_id: str) -> tuple[str, bytes]:
+    """The holder's audit pseudonym and key, made on their first entry."""
+    con.execute(
+        "INSERT OR IGNORE INTO holders(key_id, audit_pseudonym, audit_key) VALUES (?,?,?)",
+        (key_id, "h_" + secrets.token_hex(12), AESGCM.generate_key(bit_length=256)),
+    )
+    pseudonym, audit_key = con.execute("SELECT audit_pseudonym, audit_key FROM holders WHERE key_id=?", (key_id,)).fetchone()
+    return pseudonym, audit_key
+
+
+def _seal(audit_key: bytes, job_id: str) -> str:
+    nonce = os.urandom(12)
+    return "sealed:" + base64.urlsafe_b64encode(nonce + AESGCM(audit_key).encrypt(nonce, job_id.encode(), None)).decode()
+
+
+def _unseal(audit_key: bytes, sealed: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(sealed.removeprefix("sealed:"))
+        return AESGCM(audit_key).decrypt(raw[:12], raw[12:], None).decode()
+    except (ValueError, InvalidTag):
+        return None

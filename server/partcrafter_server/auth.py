@@ -38,7 +38,9 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def create_key(db: Database, now: float, holder_is_13_or_older: bool) -> tuple[str, str]:
+def create_key(
+    db: Database, now: float, holder_is_13_or_older: bool, label: str | None = None, contact: str | None = None
+) -> tuple[str, str]:
     """Returns (key id, full key). The full key exists only in this return value."""
     if not holder_is_13_or_older:
         raise AgeNotConfirmed("API keys are only issued to people aged 13 or older; confirm the holder's age.")
@@ -49,8 +51,17 @@ def create_key(db: Database, now: float, holder_is_13_or_older: bool) -> tuple[s
             "INSERT INTO api_keys(id, secret_hash, created_at, age_confirmed_at) VALUES (?,?,?,?)",
             (key_id, _hash(secret), now, now),
         )
-        audit.append(db, con, now, "key.created", key_id=key_id)
+        audit.append(db, con, now, "key.created", key_id=key_id)  # makes the holder's row
+        con.execute("UPDATE holders SET label=?, contact=? WHERE key_id=?", (label or None, contact or None, key_id))
     return key_id, f"pcs_{key_id}_{secret}"
+
+
+def list_keys(db: Database) -> list[dict]:
+    """Every key for the operator: id, label, dates. Never a secret or its hash."""
+    return db.all(
+        "SELECT k.id, h.label, k.created_at, h.last_used_at, k.revoked_at FROM api_keys k"
+        " LEFT JOIN holders h ON h.key_id = k.id ORDER BY k.created_at"
+    )
 
 
 def revoke_key(db: Database, key_id: str, now: float) -> bool:

@@ -1,4 +1,4 @@
-"""`partcrafter-server serve | keys create | keys revoke | rotate-master-key | sweep | audit verify | settings`."""
+"""`partcrafter-server serve | keys create | keys list | keys revoke | rotate-master-key | sweep | audit verify | settings`."""
 
 from __future__ import annotations
 
@@ -6,20 +6,26 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from .settings import CONFIG_ENV, Settings, describe_settings
+from .settings import CONFIG_ENV, Settings, describe_settings, setting_sources
 
 
-def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+def _overrides(args: argparse.Namespace, **overrides: object) -> dict[str, object]:
+    """The settings given on the command line (and --config, which names the file)."""
     if getattr(args, "config", None):
         os.environ[CONFIG_ENV] = str(args.config)
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return Settings(**_overrides(args, **overrides))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,20 +36,26 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from .app import create_app
+    from .app import DataDirBusy, create_app, hold_data_dir
 
+    try:
+        lock = hold_data_dir(settings.data_dir)
+    except DataDirBusy as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        sock = _listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    app = create_app(settings, data_lock=lock)
     scheme = "https" if settings.tls else "http"
-    print(
-        f"PartCrafter server on {scheme}://{settings.host}:{settings.port} (data: {settings.data_dir})",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"PartCrafter server on {scheme}://{shown}:{port} (data: {settings.data_dir})", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         proxy_headers=settings.behind_tls_proxy,
@@ -53,7 +65,17 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=15,
         log_config=None,
     )
+    uvicorn.Server(config).run(sockets=[sock])  # the socket is bound already: its real port was printed
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before serving, so `--port 0` can say which port it got."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def _context(args: argparse.Namespace, clock=None):
@@ -72,7 +94,7 @@ def _keys_create(args: argparse.Namespace) -> int:
         confirmed = answer.strip().lower() in ("y", "yes")
     ctx = _context(args)
     try:
-        key_id, key = create_key(ctx.db, ctx.clock(), confirmed)
+        key_id, key = create_key(ctx.db, ctx.clock(), confirmed, label=args.label, contact=args.contact)
     except AgeNotConfirmed as exc:
         print(f"No key created: {exc} (pass --holder-is-13-or-older once you have confirmed it).", file=sys.stderr)
         return 2
@@ -88,12 +110,41 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     revoked = revoke_key(ctx.db, args.key_id, ctx.clock())
     erased = 0
     if args.erase:
-        for job in ctx.db.jobs_of(args.key_id):
-            erased += ctx.service.delete(args.key_id, job["id"], event="job.erased") is not None
+        from .holders import erase
+
+        erased = erase(ctx.service, args.key_id)[0]
     if not revoked and not erased:
         print(f"No active key {args.key_id}.", file=sys.stderr)
         return 1
     print(f"Key {args.key_id} revoked; {erased} job(s) erased.", file=sys.stderr)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from .auth import list_keys
+    from .clock import iso
+
+    rows = list_keys(_context(args).db)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("No keys yet: create one with `partcrafter-server keys create`.", file=sys.stderr)
+        return 0
+    table = [("id", "label", "created", "last used", "state")]
+    for r in rows:
+        table.append(
+            (
+                r["id"],
+                r["label"] or "-",
+                (iso(r["created_at"]) or "")[:16].replace("T", " "),
+                (iso(r["last_used_at"]) or "never")[:16].replace("T", " "),
+                "revoked" if r["revoked_at"] else "active",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
 
@@ -128,6 +179,20 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _settings_effective(args: argparse.Namespace) -> int:
+    """The configuration this command line would run with, and where each value came from."""
+    given = _overrides(args)
+    settings = Settings(**given)
+    sources = setting_sources(set(given))
+    print(f"# Effective settings ({os.environ.get(CONFIG_ENV) or 'no config file'}); none of them is a secret:")
+    print("# master keys live as files in key_dir and API keys only as hashes in the database.")
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        shown = json.dumps(str(value) if isinstance(value, Path) else value)
+        print(f"{name} = {shown}  # {sources[name]}")
+    return 0
+
+
 def _settings_doc(args: argparse.Namespace) -> int:
     print("| Setting | Environment variable | Default | Meaning |\n| --- | --- | --- | --- |")
     for row in describe_settings():
@@ -152,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="Manage API keys.").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", parents=[common], help="Issue a key (shown once).")
     create.add_argument("--holder-is-13-or-older", action="store_true", help="Confirm the key holder is at least 13 years old.")
+    create.add_argument("--label", help="What the key is called (the holder sees and may correct it).")
+    create.add_argument("--contact", help="How to reach the holder (the holder sees and may correct it).")
     create.set_defaults(func=_keys_create)
+    listing = keys.add_parser("list", parents=[common], help="Show every key: id, label, created, last used (never a secret).")
+    listing.add_argument("--json", action="store_true", help="One JSON array instead of a table.")
+    listing.set_defaults(func=_keys_list)
     revoke = keys.add_parser("revoke", parents=[common], help="Revoke a key.")
     revoke.add_argument("key_id")
     revoke.add_argument(
@@ -166,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_sweep)
     audit_cmd = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     audit_cmd.add_parser("verify", parents=[common], help="Check the hash chain.").set_defaults(func=_audit_verify)
-    sub.add_parser("settings", help="Print the settings reference (Markdown).").set_defaults(func=_settings_doc)
+    settings_cmd = sub.add_parser(
+        "settings", parents=[common], help="Print the effective settings and where each came from (--reference: Markdown)."
+    )
+    settings_cmd.add_argument("--reference", action="store_true", help="The settings reference table for docs/server.md.")
+    settings_cmd.set_defaults(func=lambda a: _settings_doc(a) if a.reference else _settings_effective(a))
     return parser
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+from . import holders
 
 from .blobs import BlobStore, KeyRing
 from .clock import Clock, system_clock
@@ -31,10 +34,12 @@ class ServerContext:
 
 def build_context(settings: Settings, clock: Clock = system_clock) -> ServerContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)  # keys hashes, wrapped keys, audit log: the server's user only
     db = Database(settings.data_dir / "partcrafter.sqlite3")
     keyring = KeyRing(settings.keys_path)
     blobs = BlobStore(settings.data_dir / "blobs", keyring, db)
     metrics = Metrics()
+    metrics.uncounted = lambda owner: holders.objects_to_analytics(db, owner)
     service = JobService(settings, db, blobs, clock, metrics)
     sweeper = Sweeper(settings, db, blobs, service, clock, metrics)
     metrics.gauge("partcrafter_queue_depth", lambda: float(db.queued_count()))

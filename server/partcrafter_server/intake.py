@@ -44,6 +44,8 @@ _FOREIGN = {
 _TRAILER_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"%PDF", b"<html", b"<script", b"<?php", b"<svg", b"<?xml")
 
 
+_SAID_WITH_A_VOWEL = {"ICO", "SVG"}  # "an ICO file", "an SVG file"; "a GIF", "a TIFF", "a BMP"...
+
 _PIXELS_MAGIC = b"PCPX"
 
 
@@ -60,7 +62,7 @@ def _refuse_type(data: bytes) -> ProblemError:
     kind = next((name for magic, name in _FOREIGN.items() if data.startswith(magic)), None)
     if kind is None and (head.startswith(b"<svg") or head.startswith(b"<?xml") or b"<svg" in head):
         kind = "SVG"
-    what = f"a {kind} file" if kind else "not a recognised image"
+    what = f"{'an' if kind in _SAID_WITH_A_VOWEL else 'a'} {kind} file" if kind else "not a recognised image"
     return ProblemError(415, "unsupported_media_type", f"The upload is {what}. Send a PNG, JPEG or WEBP image.")
 
 

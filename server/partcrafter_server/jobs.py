@@ -31,12 +31,13 @@ class JobService:
         self.settings, self.db, self.blobs, self.clock, self.metrics = settings, db, blobs, clock, metrics
 
     # --- shredding ---------------------------------------------------------------
-    def _finish_shred(self, blob_ids: list[str]) -> None:
-        """After the transaction that forgot the keys committed: remove the (now unreadable) files."""
+    def _finish_shred(self, blob_ids: list[str], owner: str) -> None:
+        """After the transaction that forgot the keys committed: truncate the WAL (the erased
+        keys' old page images leave it), then remove the (now unreadable) files."""
+        self.db.checkpoint()
         if blob_ids:
-            self.db.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
             self.blobs.unlink(blob_ids)
-            self.metrics.inc("partcrafter_blobs_shredded_total", len(blob_ids))
+            self.metrics.inc("partcrafter_blobs_shredded_total", len(blob_ids), owner=owner)
 
     @staticmethod
     def _blob_ids(job: dict[str, Any]) -> list[str]:
@@ -47,8 +48,15 @@ class JobService:
         return self.db.one("SELECT request_hash, job_id FROM idempotency WHERE owner=? AND idem_key=?", (owner, idem_key))
 
     def submit(
-        self, owner: str, pixels: bytes, params: dict[str, Any], policy_version: str, idem: tuple[str, str] | None = None
+        self,
+        owner: str,
+        pixels: bytes,
+        params: dict[str, Any],
+        policy_version: str,
+        idem: tuple[str, str] | None = None,
+        result_retention_s: float | None = None,
     ) -> dict[str, Any]:
+        """Queue a job; `result_retention_s` is a shorter result retention the client asked for."""
         now = self.clock()
         job_id = "job_" + secrets.token_hex(12)
         ref = self.blobs.write(job_id, "input", pixels)
@@ -56,9 +64,20 @@ class JobService:
         try:
             with self.db.write() as con:
                 con.execute(
-                    "INSERT INTO jobs(id, owner, status, engine, params, policy_version, created_at, input_blob, purge_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    (job_id, owner, "queued", params["engine"], json.dumps(params), policy_version, now, ref.blob_id, purge_at),
+                    "INSERT INTO jobs(id, owner, status, engine, params, policy_version, created_at, input_blob, purge_at,"
+                    " result_retention_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job_id,
+                        owner,
+                        "queued",
+                        params["engine"],
+                        json.dumps(params),
+                        policy_version,
+                        now,
+                        ref.blob_id,
+                        purge_at,
+                        result_retention_s,
+                    ),
                 )
                 self.blobs.record(con, ref, now)
                 if idem:
@@ -70,7 +89,7 @@ class JobService:
         except BaseException:
             self.blobs.unlink([ref.blob_id])
             raise
-        self.metrics.inc("partcrafter_jobs_submitted_total")
+        self.metrics.inc("partcrafter_jobs_submitted_total", owner=owner)
         return self.db.job(job_id)  # type: ignore[return-value]
 
     def request_cancel(self, owner: str, job_id: str) -> tuple[dict[str, Any] | None, bool]:
@@ -92,8 +111,8 @@ class JobService:
                 con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
                 audit.append(self.db, con, now, "job.cancel_requested", owner, job_id)
         if job["status"] == "queued":
-            self._finish_shred(self._blob_ids(job))
-            self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": "canceled"})
+            self._finish_shred(self._blob_ids(job), owner)
+            self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": "canceled"}, owner=owner)
         return self.db.job(job_id, owner), job["status"] == "running"
 
     def delete(self, owner: str, job_id: str, event: str = "job.deleted") -> dict[str, Any] | None:
@@ -108,7 +127,7 @@ class JobService:
             con.execute("DELETE FROM jobs WHERE id=?", (job_id,))
             con.execute("DELETE FROM idempotency WHERE job_id=?", (job_id,))
             audit.append(self.db, con, now, event, owner, job_id)
-        self._finish_shred(blob_ids)
+        self._finish_shred(blob_ids, owner)
         return job
 
     def read_result(self, job: dict[str, Any]) -> bytes:
@@ -121,7 +140,9 @@ class JobService:
             row = con.execute(
                 "UPDATE jobs SET status='running', stage='starting', progress=0, lease_owner=?, lease_expires_at=?,"
                 " started_at=COALESCE(started_at, ?), attempts=attempts+1"
-                " WHERE seq=(SELECT seq FROM jobs WHERE status='queued' ORDER BY seq LIMIT 1) RETURNING id, owner, attempts",
+                " WHERE seq=(SELECT seq FROM jobs WHERE status='queued'"
+                " AND owner NOT IN (SELECT key_id FROM holders WHERE restricted_at IS NOT NULL)"  # restricted: kept, not run
+                " ORDER BY seq LIMIT 1) RETURNING id, owner, attempts",
                 (worker, now + self.settings.lease_s, now),
             ).fetchone()
             if row is None:
@@ -176,8 +197,8 @@ class JobService:
             )
             audit.append(self.db, con, now, event, job["owner"], job_id)
             audit.append(self.db, con, now, "input.deleted", job["owner"], job_id)
-        self._finish_shred([job["input_blob"]] if job["input_blob"] else [])
-        self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": status})
+        self._finish_shred([job["input_blob"]] if job["input_blob"] else [], job["owner"])
+        self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": status}, owner=job["owner"])
 
     def succeed(self, job_id: str, worker: str, glb: bytes, parts: list[dict], extra_timings: dict[str, float]) -> None:
         """Store the result GLB and end the job (for dispatchers that hand over the bytes)."""
@@ -194,7 +215,8 @@ class JobService:
             job = self.db.job(job_id)
             if job is None:
                 raise JobGone(job_id)
-            expires = min(self.clock() + self.settings.result_retention_days * DAY, job["purge_at"])
+            keep = job["result_retention_s"] or self.settings.result_retention_days * DAY
+            expires = min(self.clock() + keep, job["purge_at"])
             self._end(
                 job_id,
                 worker,
@@ -236,7 +258,7 @@ class JobService:
                 outcome = "retried"
             else:
                 outcome = "failed"
-        self.metrics.inc("partcrafter_worker_losses_total")
+        self.metrics.inc("partcrafter_worker_losses_total", owner=job["owner"])
         if outcome == "failed":
             if job["cancel_requested"]:
                 self.fail(job_id, job["lease_owner"], "canceled", "")

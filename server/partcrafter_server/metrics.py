@@ -1,7 +1,9 @@
 """Prometheus text metrics: aggregate counters only.
 
 Labels are drawn from closed sets (route templates, status words, problem codes), so
-no key id, job id, address or file name can ever become a label value.
+no key id, job id, address or file name can ever become a label value. A key holder
+who objects to the analytics is not counted at all: callers pass the owner, and
+`uncounted(owner)` (wired to the holder's choice) drops the increment.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._gauges: dict[str, Callable[[], float]] = {}
+        self.uncounted: Callable[[str], bool] = lambda _owner: False
 
-    def inc(self, name: str, value: float = 1, labels: dict[str, str] | None = None) -> None:
+    def inc(self, name: str, value: float = 1, labels: dict[str, str] | None = None, owner: str | None = None) -> None:
+        if owner is not None and self.uncounted(owner):
+            return
         key = (name, tuple(sorted((labels or {}).items())))
         with self._lock:
             self._counters[key] = self._counters.get(key, 0) + value

@@ -4,7 +4,7 @@
 - results: erased `result_retention_days` after the job ended (job becomes `expired`);
 - everything about a job (row, blobs, idempotency entry): erased `max_retention_days`
   (at most 30) after submission, whatever its state;
-- audit entries older than `max_retention_days` leave the front of the chain;
+- audit entries older than `audit_retention_days` (at most 30) leave the front of the chain;
 - orphans (a file without a key, a key without a job) are removed;
 - running jobs whose lease lapsed (their worker died silently) are retried or failed.
 
@@ -92,7 +92,7 @@ class Sweeper:
             report.idempotency_pruned = con.execute(
                 "DELETE FROM idempotency WHERE created_at <= ?", (now - self.settings.idempotency_hours * 3600,)
             ).rowcount
-            report.audit_pruned = audit.prune(self.db, con, now - self.settings.max_retention_days * DAY)
+            report.audit_pruned = audit.prune(self.db, con, now - self.settings.audit_retention_days * DAY)
         self.blobs.unlink(shred)
         # files without a key: unreadable noise from a crash between writing and recording.
         # Real file age (not the injected clock): a file written a moment ago may await its key.

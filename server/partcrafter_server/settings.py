@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 POLICY_VERSION = "2025-01-13"  # "Last updated" of the privacy policy the consent dialog shows
 HARD_MAX_RETENTION_DAYS = 30  # the policy's promise; no setting can exceed it
+MIN_RESULT_RETENTION_MINUTES = 5  # the shortest result retention a job may ask for: time to download it
 CONFIG_ENV = "PARTCRAFTER_SERVER_CONFIG"
 
 
@@ -44,6 +45,10 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(
         60.0, gt=0, description="Longest time one HTTP request (upload included) may take before 408."
+    )
+    api_docs: bool = Field(
+        False,
+        description="Serve the interactive API page at /docs (Swagger UI: the viewer's browser loads its scripts from a CDN). /openapi.json is always served.",
     )
     access_log: bool = Field(
         False, description="Log one line per request (method, route template, status, duration; never paths, IPs or keys)."
@@ -105,6 +110,12 @@ class Settings(BaseSettings):
         le=HARD_MAX_RETENTION_DAYS,
         description="Days after submission when everything about a job is erased (at most 30).",
     )
+    audit_retention_days: float = Field(
+        30.0,
+        gt=0,
+        le=HARD_MAX_RETENTION_DAYS,
+        description="Days an audit log entry is kept before it leaves the front of the chain (at most 30).",
+    )
     idempotency_hours: float = Field(24.0, gt=0, le=24 * 30, description="Hours an Idempotency-Key is remembered.")
     sweep_interval_s: float = Field(60.0, gt=0, description="Period of the retention sweeper (it also runs at start-up).")
 
@@ -138,6 +149,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # --- derived -----------------------------------------------------------------
+    @property
+    def result_retention_minutes_range(self) -> tuple[int, int]:
+        """What a job may ask for instead of `result_retention_days`: only ever shorter."""
+        longest = int(self.result_retention_days * 1440)
+        return min(MIN_RESULT_RETENTION_MINUTES, longest), longest
+
     @property
     def keys_path(self) -> Path:
         return self.key_dir or self.data_dir / "keys"
@@ -178,6 +195,35 @@ def count_gpus() -> int:
     """NVIDIA GPUs visible to this machine, without importing torch."""
     dev = Path("/dev")
     return sum(1 for p in dev.glob("nvidia[0-9]*")) if dev.is_dir() else 0
+
+
+def setting_sources(given: set[str]) -> dict[str, str]:
+    """Where each setting's value comes from, in the order Settings reads them."""
+    config = os.environ.get(CONFIG_ENV)
+    in_file: set[str] = set()
+    if config and Path(config).is_file():
+        text = Path(config).read_text(encoding="utf-8")
+        if config.endswith(".toml"):
+            import tomllib
+
+            in_file = set(tomllib.loads(text))
+        else:
+            import json
+
+            in_file = set(json.loads(text))
+    env = {k.upper() for k in os.environ}
+    out = {}
+    for name in Settings.model_fields:
+        var = f"PARTCRAFTER_SERVER_{name.upper()}"
+        if name in given:
+            out[name] = "command line"
+        elif var in env:
+            out[name] = f"environment {var}"
+        elif name in in_file:
+            out[name] = f"config file {config}"
+        else:
+            out[name] = "default"
+    return out
 
 
 def describe_settings() -> list[dict[str, Any]]:

@@ -1,14 +1,18 @@
 """Jobs, keys and blob keys in SQLite (WAL), one connection per thread.
 
 `secure_delete` is on so that erased rows (wrapped data keys above all) are
-overwritten in the database file instead of lingering in free pages.
+overwritten in the database file instead of lingering in free pages, and every
+erasure ends with a truncating checkpoint (`checkpoint`) so their old page images
+leave the WAL too. The database, WAL and SHM files are the owner's alone (0600).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,21 +50,47 @@ CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, at REAL NOT NULL, event TEXT NOT NULL, key_id TEXT, job_id TEXT,
     policy_version TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS holders (
+    key_id TEXT PRIMARY KEY, label TEXT, contact TEXT, restricted_at REAL, objected_at REAL, last_used_at REAL,
+    audit_pseudonym TEXT UNIQUE NOT NULL, audit_key BLOB NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
+# Columns added after the first release: existing databases get them on open.
+ADDED_COLUMNS = {"jobs": {"result_retention_s": "REAL"}}  # a shorter result retention the client asked for
+
 FINISHED = ("succeeded", "failed", "canceled", "expired")
+
+
+def add_missing_columns(con: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # created private, whatever the umask
         self._local = threading.local()
         self._write_lock = threading.RLock()  # one writer per process; SQLite serialises processes
         with self._write_lock:
             self.conn().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+            add_missing_columns(self.conn())
+        self.make_private()
+
+    def make_private(self) -> None:
+        """0600 for the database and its WAL and SHM (SQLite gives those the database's mode)."""
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(f"{self.path}{suffix}", 0o600)
+            except FileNotFoundError:
+                pass
 
     def conn(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -98,9 +128,16 @@ class Database:
         row = self.conn().execute(sql, args).fetchone()
         return row[0] if row else None
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the database and truncate it, so erased pages leave the WAL too."""
-        self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database and truncate it, so erased pages leave the WAL too.
+        Returns False when another process kept it busy (a CLI command running meanwhile)."""
+        with self._write_lock:
+            for _ in range(20):
+                busy = self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy:
+                    return True
+                time.sleep(0.05)
+        return False
 
     # --- meta --------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:

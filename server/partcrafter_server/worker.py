@@ -99,6 +99,7 @@ def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: A
     from partcrafter_blender.inference.glb import write_glb
 
     from .blobs import seal_to_file
+    from .engine_messages import unavailable_reason
     from .intake import unpack_pixels
 
     last = [0.0, ""]
@@ -124,7 +125,7 @@ def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: A
         engine = create_engine(params["engine"])
         available = engine.availability()
         if not available.ok:
-            raise EngineUnavailable(available.reason or f"Engine '{params['engine']}' cannot run on this server.")
+            raise EngineUnavailable(f"The engine '{params['engine']}' cannot run on this server: {unavailable_reason(available)}.")
         t0 = time.perf_counter()
         result = engine.generate(request, progress=progress, cancel=token)
         t1 = time.perf_counter()

@@ -19,6 +19,7 @@ OPERATIONS = [
     ("GET", "/v1/jobs/{job_id}/result"),
     ("GET", "/v1/me"),
     ("GET", "/v1/me/export"),
+    ("PATCH", "/v1/me"),
     ("DELETE", "/v1/me"),
     ("GET", "/v1/policy"),
     ("GET", "/healthz"),
@@ -52,3 +53,8 @@ def test_operation_conforms_to_schema(api_schema, server: ServerProcess, server_
 
     check()
     assert server.healthy()
+    if method == "PATCH":  # the fuzzed choices must not restrict the shared key for later tests
+        import httpx
+
+        reset = {"processing_restricted": False, "analytics_objection": False}
+        assert httpx.patch(f"{server.url}/v1/me", json=reset, headers=auth).status_code == 200

@@ -131,6 +131,7 @@ class PartCrafterEngine:
                 False,
                 f"The PartCrafter engine needs {', '.join(missing)} in this Python. Install them with "
                 f"'pip install {' '.join(missing)}', or point the add-on to an interpreter that has them.",
+                setting="packages",
             )
         folder = self.settings(request_options).get("weights_path")
         if not folder:
@@ -138,9 +139,10 @@ class PartCrafterEngine:
                 False,
                 "No PartCrafter weights folder is configured. Set it in the add-on preferences or in the "
                 "PARTCRAFTER_WEIGHTS environment variable.",
+                setting="weights_path",
             )
         report = verify_weights_folder(folder)
-        return Availability(report.ok, "" if report.ok else report.message())
+        return Availability(report.ok, "" if report.ok else report.message(), setting="" if report.ok else "weights_path")
 
     def generate(
         self,

@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from partcrafter_blender.inference import create_engine, engine_names
 
+from .. import holders
 from ..auth import Owner
 from ..context import ServerContext
 from ..dispatch import Dispatcher
+from ..engine_messages import unavailable_reason
 from ..intake import clean_upload
 from ..limits import retry_after
 from ..problems import ProblemError, responses
@@ -50,6 +52,12 @@ _UPLOAD_SCHEMA = {
                         "maxLength": 64,
                         "description": "Privacy policy version the user consented to (see GET /v1/policy).",
                     },
+                    "result_retention_minutes": {
+                        "type": "string",
+                        "pattern": "^[0-9]{1,9}$",
+                        "description": "Keep the result this many minutes instead of the server's retention: only "
+                        "shorter, within GET /v1/policy's result_retention_minutes_min/max.",
+                    },
                 },
             }
         }
@@ -77,18 +85,25 @@ def _poll_headers(view: JobOut) -> dict[str, str]:
     return {}
 
 
-def _check_engine(ctx: ServerContext, name: str) -> None:
-    if name not in ctx.settings.allowed_engines or name not in engine_names():
-        allowed = [e for e in ctx.settings.allowed_engines if e in engine_names()]
-        raise ProblemError(422, "invalid_parameters", f"Unknown engine '{name[:64]}'. This server offers: {', '.join(allowed)}.")
+def _why_not(ctx: ServerContext, name: str) -> str | None:
+    """Why the engine cannot run on this server now (None: it can), checked once per server."""
     if name not in ctx.engine_checks:
         try:
             available = create_engine(name).availability()
-            ctx.engine_checks[name] = None if available.ok else (available.reason or "not available")
+            ctx.engine_checks[name] = None if available.ok else unavailable_reason(available)
         except Exception as exc:  # import errors, missing weights: the engine is simply not offered
             ctx.engine_checks[name] = str(exc) or type(exc).__name__
-    if ctx.engine_checks[name] is not None:
-        raise ProblemError(422, "invalid_parameters", f"The engine '{name}' cannot run on this server: {ctx.engine_checks[name]}")
+    return ctx.engine_checks[name]
+
+
+def _check_engine(ctx: ServerContext, name: str) -> None:
+    if name not in ctx.settings.allowed_engines or name not in engine_names():
+        runnable = [e for e in ctx.settings.allowed_engines if e in engine_names() and _why_not(ctx, e) is None]
+        offered = ", ".join(runnable) or "no engine at the moment"
+        raise ProblemError(422, "invalid_parameters", f"Unknown engine '{name[:64]}'. This server offers: {offered}.")
+    why = _why_not(ctx, name)
+    if why is not None:
+        raise ProblemError(422, "invalid_parameters", f"The engine '{name}' cannot run on this server: {why}.")
 
 
 def _parse_params(ctx: ServerContext, raw: bytes | None) -> dict[str, Any]:
@@ -114,6 +129,22 @@ def _parse_params(ctx: ServerContext, raw: bytes | None) -> dict[str, Any]:
     return out
 
 
+def _parse_retention(ctx: ServerContext, raw: bytes | None) -> float | None:
+    """The per-job result retention in seconds, or None for the server's own."""
+    if raw is None or not raw.strip():
+        return None
+    shortest, longest = ctx.settings.result_retention_minutes_range
+    text = raw.decode("ascii", "replace").strip()
+    if not text.isdigit() or not shortest <= int(text) <= longest:
+        raise ProblemError(
+            422,
+            "invalid_parameters",
+            f"result_retention_minutes must be a whole number from {shortest} to {longest} "
+            "(a job may keep its result shorter than the server does, never longer).",
+        )
+    return int(text) * 60.0
+
+
 @router.post(
     "",
     status_code=202,
@@ -135,7 +166,11 @@ async def submit_job(
     if declared and declared.isdigit() and int(declared) > s.max_upload_bytes + 65536:
         raise ProblemError(413, "too_large", f"The upload is larger than the limit of {s.max_upload_bytes:,} bytes.")
     too_large = ProblemError(413, "too_large", f"The image is larger than the limit of {s.max_upload_bytes:,} bytes.")
-    form = await read_form(request, {"image": s.max_upload_bytes, "params": 8192, "policy_version": 64}, {"image": too_large})
+    form = await read_form(
+        request,
+        {"image": s.max_upload_bytes, "params": 8192, "policy_version": 64, "result_retention_minutes": 16},
+        {"image": too_large},
+    )
 
     consented = form.get("policy_version", b"").decode("utf-8", "replace").strip()
     if not consented:
@@ -148,6 +183,7 @@ async def submit_job(
             current_version=s.policy_version,
         )
     params = _parse_params(ctx, form.get("params"))
+    retention_s = _parse_retention(ctx, form.get("result_retention_minutes"))
     if "image" not in form:
         raise ProblemError(400, "bad_request", "The 'image' file is missing.")
     image = form["image"]
@@ -156,12 +192,20 @@ async def submit_job(
     if idempotency_key is not None:
         if not _IDEM_RE.match(idempotency_key):
             raise ProblemError(400, "bad_request", "Idempotency-Key must be 1-128 visible ASCII characters.")
-        digest = hashlib.sha256(image + json.dumps(params, sort_keys=True).encode() + consented.encode()).hexdigest()
+        asked = json.dumps([params, consented, retention_s], sort_keys=True).encode()
+        digest = hashlib.sha256(image + asked).hexdigest()
         idem = (idempotency_key, digest)
         earlier = await run_in_threadpool(ctx.service.find_idempotent, owner.key_id, idempotency_key)
         if earlier is not None:
             return await _replay(ctx, owner, earlier, digest, response)
 
+    if await run_in_threadpool(lambda: holders.holder(ctx.db, owner.key_id).restricted):
+        raise ProblemError(
+            409,
+            "processing_restricted",
+            "You restricted processing for this key, so no new job is accepted. Lift the restriction "
+            "(PATCH /v1/me with processing_restricted false) to submit again.",
+        )
     await run_in_threadpool(_check_engine, ctx, params["engine"])  # first use may import the engine
     wait = ctx.submit_limiter.take(owner.key_id)
     if wait:
@@ -179,11 +223,11 @@ async def submit_job(
     try:
         clean = await run_in_threadpool(clean_upload, image, s)
     except ProblemError as exc:
-        ctx.metrics.inc("partcrafter_uploads_refused_total", labels={"code": exc.code})
+        ctx.metrics.inc("partcrafter_uploads_refused_total", labels={"code": exc.code}, owner=owner.key_id)
         raise
     del image, form
     try:
-        job = await run_in_threadpool(ctx.service.submit, owner.key_id, clean.pixels, params, consented, idem)
+        job = await run_in_threadpool(ctx.service.submit, owner.key_id, clean.pixels, params, consented, idem, retention_s)
     except sqlite3.IntegrityError:  # the same Idempotency-Key raced in twice: answer with the winner
         earlier = await run_in_threadpool(ctx.service.find_idempotent, owner.key_id, idempotency_key or "")
         if earlier is None:

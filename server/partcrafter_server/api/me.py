@@ -1,4 +1,5 @@
-"""/v1/me: access, portability and erasure of everything the server holds about the caller."""
+"""/v1/me: access, correction, restriction, objection, portability and erasure of
+everything the server holds about the caller."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import zipfile
 
 from fastapi import APIRouter, Depends, Response
 
-from .. import audit
+from .. import audit, holders
 from ..auth import Owner
 from ..blobs import BlobError
 from ..clock import iso
@@ -16,7 +17,7 @@ from ..context import ServerContext
 from ..dispatch import Dispatcher
 from ..problems import responses
 from .deps import get_ctx, get_dispatcher, get_owner
-from .models import AuditEventOut, DeletedOut, KeyOut, MeOut, job_out
+from .models import AuditEventOut, DeletedOut, KeyOut, MeOut, MeUpdate, job_out
 
 router = APIRouter(prefix="/v1/me", tags=["privacy"])
 
@@ -33,8 +34,17 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
         AuditEventOut(at=iso(e["at"]) or "", event=e["event"], job_id=e["job_id"], policy_version=e["policy_version"])
         for e in audit.events_of(ctx.db, owner.key_id)
     ]
+    held = holders.holder(ctx.db, owner.key_id)
     return MeOut(
-        key=KeyOut(id_hint=owner.id_hint, created_at=iso(owner.created_at) or ""),
+        key=KeyOut(
+            id_hint=owner.id_hint,
+            created_at=iso(owner.created_at) or "",
+            label=held.label,
+            contact=held.contact,
+            last_used_at=iso(held.last_used_at),
+        ),
+        processing_restricted=held.restricted,
+        analytics_objection=held.objects,
         jobs=[job_out(j, max(1, ctx.db.queue_position(j["seq"])) if j["status"] == "queued" else None) for j in jobs],
         audit_events=events,
         stored_bytes=stored,
@@ -43,6 +53,33 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
 
 @router.get("", response_model=MeOut, responses=responses(400, 401, 408, 429), summary="Everything held about the caller")
 def get_me(owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)) -> MeOut:
+    return _me(ctx, owner)
+
+
+@router.patch(
+    "",
+    response_model=MeOut,
+    responses=responses(400, 401, 408, 429),
+    summary="Correct the key's label or contact; restrict processing; object to the analytics",
+)
+def update_me(
+    changes: MeUpdate,
+    owner: Owner = Depends(get_owner),
+    ctx: ServerContext = Depends(get_ctx),
+    dispatcher: Dispatcher = Depends(get_dispatcher),
+) -> MeOut:
+    given = changes.model_dump(exclude_unset=True)
+    details = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in given.items() if k in ("label", "contact")}
+    held = holders.update(
+        ctx.db,
+        owner.key_id,
+        ctx.clock(),
+        details=details,
+        restricted=given.get("processing_restricted"),
+        objects=given.get("analytics_objection"),
+    )
+    if given.get("processing_restricted") is False and not held.restricted:
+        dispatcher.wake()  # its queued jobs may start now
     return _me(ctx, owner)
 
 
@@ -86,12 +123,7 @@ def export_me(owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(ge
 def delete_me(
     owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx), dispatcher: Dispatcher = Depends(get_dispatcher)
 ) -> DeletedOut:
-    deleted = 0
-    for job in ctx.db.jobs_of(owner.key_id):
-        if ctx.service.delete(owner.key_id, job["id"], event="job.erased") is not None:
-            deleted += 1
-            if job["status"] == "running":
-                dispatcher.cancel(job["id"])
-    with ctx.db.write() as con:
-        audit.append(ctx.db, con, ctx.clock(), "me.erased", owner.key_id)
+    deleted, running = holders.erase(ctx.service, owner.key_id)
+    for job_id in running:
+        dispatcher.cancel(job_id)
     return DeletedOut(deleted_jobs=deleted)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from partcrafter_blender.inference import MAX_PARTS
 
 from ..clock import iso
+from ..holders import CONTACT_MAX, LABEL_MAX
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
@@ -62,6 +63,7 @@ class JobOut(BaseModel):
     finished_at: str | None
     input_deleted_at: str | None
     result_expires_at: str | None
+    result_retention_minutes: int | None = Field(description="The shorter result retention asked for; null: the server's.")
     timings: dict[str, float]
     links: Links
 
@@ -69,6 +71,9 @@ class JobOut(BaseModel):
 class KeyOut(BaseModel):
     id_hint: str
     created_at: str
+    label: str | None = Field(None, description="What the key is called; the holder may correct it (PATCH /v1/me).")
+    contact: str | None = Field(None, description="How the operator reaches the holder; the holder may correct it.")
+    last_used_at: str | None = None
 
 
 class AuditEventOut(BaseModel):
@@ -80,9 +85,22 @@ class AuditEventOut(BaseModel):
 
 class MeOut(BaseModel):
     key: KeyOut
+    processing_restricted: bool = Field(description="True while the holder restricts processing: no job accepted or started.")
+    analytics_objection: bool = Field(description="True while the holder's requests are left out of /metrics.")
     jobs: list[JobOut]
     audit_events: list[AuditEventOut]
     stored_bytes: int
+
+
+class MeUpdate(BaseModel):
+    """PATCH /v1/me: correction, restriction, objection. Fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(None, max_length=LABEL_MAX, description="The key's label (null clears it).")
+    contact: str | None = Field(None, max_length=CONTACT_MAX, description="A contact for the operator (null clears it).")
+    processing_restricted: bool | None = Field(None, description="Restrict processing (true) or lift the restriction (false).")
+    analytics_objection: bool | None = Field(None, description="Object to being counted in /metrics (true) or withdraw (false).")
 
 
 class DeletedOut(BaseModel):
@@ -94,7 +112,10 @@ class PolicyOut(BaseModel):
     policy_url: str
     input_retention: str
     result_retention_days: float
+    result_retention_minutes_min: int = Field(description="Shortest result retention a job may ask for.")
+    result_retention_minutes_max: int = Field(description="Longest one: the server's result_retention_days.")
     max_retention_days: float
+    audit_retention_days: float = Field(description="Days an audit log entry lives (at most 30).")
     encryption: str
     analytics: str
 
@@ -122,6 +143,7 @@ def job_out(job: dict[str, Any], queue_position: int | None) -> JobOut:
         finished_at=iso(job["finished_at"]),
         input_deleted_at=iso(job["input_deleted_at"]),
         result_expires_at=iso(job["result_expires_at"]),
+        result_retention_minutes=round(job["result_retention_s"] / 60) if job.get("result_retention_s") else None,
         timings=job["timings"],
         links=Links(self=f"/v1/jobs/{jid}", result=f"/v1/jobs/{jid}/result", cancel=f"/v1/jobs/{jid}/cancel"),
     )

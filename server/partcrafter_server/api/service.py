@@ -17,14 +17,18 @@ router = APIRouter()
 )
 async def get_policy(ctx: ServerContext = Depends(get_ctx)) -> PolicyOut:
     s = ctx.settings
+    shortest, longest = s.result_retention_minutes_range
     return PolicyOut(
         policy_version=s.policy_version,
         policy_url=s.policy_url,
         input_retention="deleted when its job ends",
         result_retention_days=s.result_retention_days,
+        result_retention_minutes_min=shortest,
+        result_retention_minutes_max=longest,
         max_retention_days=s.max_retention_days,
+        audit_retention_days=s.audit_retention_days,
         encryption="TLS in transit; AES-256-GCM at rest with a key per file, erased by destroying the key",
-        analytics="aggregate counters only (no key ids, addresses or file names)",
+        analytics="aggregate counters only (no key ids, addresses or file names); a key holder may object to being counted",
     )
 
 
