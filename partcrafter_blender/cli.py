@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--online-mode", action="store_true", help="allow a server that is not on this computer (as Blender's --online-mode)")
     srv.add_argument("--ca-bundle", default="", metavar="PEM", help="certificate authorities to trust for the server")
     srv.add_argument("--keep-on-server", action="store_true", help="do not delete the server's copy of the result")
+    srv.add_argument(
+        "--result-retention-minutes",
+        type=int,
+        metavar="M",
+        help="ask the server to erase the result M minutes after the job ends (only shorter than its own retention)",
+    )
     return parser
 
 
@@ -220,6 +226,7 @@ def _server_run(args: argparse.Namespace) -> Any:
         ca_bundle=args.ca_bundle,
         engine=args.engine,
         keep_on_server=args.keep_on_server,
+        result_retention_minutes=args.result_retention_minutes,
     )
     return HeadlessServerRun(config, args.consent_upload, args.online_mode or blender_online_access())
 

@@ -33,6 +33,8 @@ from ..remote.engine import RemoteEngine
 from ..remote.errors import InvalidServerURL
 from ..remote.gate import (
     POLICY_TIMEOUT,
+    RESULT_RETENTION_CHOICES,
+    RESULT_RETENTION_ITEMS,
     ConsentQuestion,
     ServerConfig,
     connect,
@@ -56,7 +58,7 @@ class ConsentPending(Cancelled):
 def server_config(context: bpy.types.Context | None = None, with_key: bool = True) -> ServerConfig:
     prefs = get_preferences(context)
     server = getattr(prefs, "server", None) or SimpleNamespace(
-        url="", ca_bundle="", engine="", ask_every_time=False, keep_on_server=False
+        url="", ca_bundle="", engine="", ask_every_time=False, keep_on_server=False, result_retention="SERVER"
     )
     return ServerConfig(
         url=server.url,
@@ -65,6 +67,7 @@ def server_config(context: bpy.types.Context | None = None, with_key: bool = Tru
         engine=server.engine,
         ask_every_time=server.ask_every_time,
         keep_on_server=server.keep_on_server,
+        result_retention_minutes=RESULT_RETENTION_CHOICES[server.result_retention][1],
     )
 
 
@@ -228,8 +231,17 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         default="ACCEPT",
         options={"SKIP_SAVE"},
     )
+    # The person's choice, shown in the dialog; Accept keeps it in the preferences for next time.
+    result_retention: bpy.props.EnumProperty(
+        name="Keep the Result",
+        description="How long the server may keep the result: its own retention or shorter",
+        items=RESULT_RETENTION_ITEMS,
+        default="SERVER",
+        options={"SKIP_SAVE"},
+    )
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        self.result_retention = get_preferences(context).server.result_retention
         return context.window_manager.invoke_props_dialog(
             self, width=480, title=f"Send this image to {self.host}?", confirm_text="Accept and Upload", cancel_default=True
         )
@@ -244,6 +256,10 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         col.label(text=f"Privacy policy version {self.policy_version}", icon="INFO")
         col.label(text=f"Your image: {self.input_retention or 'see the policy'}")
         col.label(text=f"Results kept {self.result_retention_days} days; everything erased after {self.max_retention_days} days.")
+        col.prop(self, "result_retention")
+        chosen = RESULT_RETENTION_CHOICES[self.result_retention][1]
+        if chosen and self.result_retention_days and chosen > self.result_retention_days * 1440:
+            col.label(text="This server keeps results for less time than that; choose a shorter time.", icon="ERROR")
         if self.encryption:
             col.label(text=f"Storage: {self.encryption}")
         col.label(text=f"Read the policy: {self.policy_url or 'the server did not give an address'}")
@@ -261,6 +277,8 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         if not accepted:
             self.report({"INFO"}, f"Declined: nothing was sent to {self.host}.")
             return {"CANCELLED"}
+        if self.properties.is_property_set("result_retention"):  # chosen in the dialog (or by the caller)
+            get_preferences(context).server.result_retention = self.result_retention
         args = generate_args(self.generate_args)
         return call_next(
             self, lambda: run_generate(context, args, consent_policy_version=self.policy_version, consent_sha256=self.sha256)

@@ -1,4 +1,5 @@
-"""Your data on this server: what it holds (/v1/me), export it, delete all of it."""
+"""Your data on this server: what it holds (/v1/me), correct it, restrict its processing,
+object to being counted, export it, delete all of it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import bpy
 
 from ..inference import PartCrafterError, ProgressEvent
 from ..remote.client import ServerClient
+from ..remote.endpoint import parse_server_url
 from ._job_mixin import JobOperatorMixin, job_state
-from .server_consent import connect_from_preferences, interactive, server_poll_problem
+from .server_consent import connect_from_preferences, interactive, server_config, server_poll_problem
 
 # The last /v1/me answer per server, for the panel (runtime only, never saved).
 my_data: dict[str, dict[str, Any]] = {}
@@ -22,7 +24,12 @@ def summary(data: dict[str, Any]) -> list[str]:
     lines = [
         f"Key {key.get('id_hint', '?')}, created {str(key.get('created_at', '?'))[:10]}",
         f"{len(jobs)} job(s), {int(data.get('stored_bytes') or 0):,} bytes stored",
+        f"Label: {key.get('label') or '(none)'}   Contact: {key.get('contact') or '(none)'}",
     ]
+    if data.get("processing_restricted"):
+        lines.append("Processing restricted: no new job is accepted or started")
+    if data.get("analytics_objection"):
+        lines.append("Objected: your requests are left out of the server's statistics")
     lines += [f"  {j.get('id', '?')[:12]}  {j.get('status', '?')}  {str(j.get('created_at', ''))[:16]}" for j in jobs[:5]]
     if len(jobs) > 5:
         lines.append(f"  … and {len(jobs) - 5} more")
@@ -180,4 +187,104 @@ class PARTCRAFTER_OT_server_delete_all(_ServerDataJob, bpy.types.Operator):
         self._conclude_with(context, f"Deleted {deleted} job(s) and their results from {self._host}.")
 
 
-classes = (PARTCRAFTER_OT_server_my_data, PARTCRAFTER_OT_server_export, PARTCRAFTER_OT_server_delete_all)
+class _ServerDataUpdate(_ServerDataJob):
+    """A PATCH /v1/me; the answer refreshes the panel."""
+
+    def changes(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def done_message(self, data: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def job_prepare(self, context: bpy.types.Context) -> Callable[..., dict[str, Any]]:
+        client = self._connect(context)
+        changes = self.changes()
+
+        def work(progress: Any, _cancel: Any) -> dict[str, Any]:
+            with client:
+                progress(ProgressEvent("request", 0.1, f"Updating what {client.host} holds for your key"))
+                return client.update_me(**changes)
+
+        return work
+
+    def job_finish(self, context: bpy.types.Context, data: dict[str, Any]) -> None:
+        my_data[self._server] = data
+        self._conclude_with(context, self.done_message(data))
+
+
+class PARTCRAFTER_OT_server_correct(_ServerDataUpdate, bpy.types.Operator):
+    """Correct the label and contact the server holds for your key"""
+
+    bl_idname = "partcrafter.server_correct"
+    bl_label = "Correct My Details"
+    bl_options = {"INTERNAL"}
+
+    job_title = "Correcting your details on the server"
+
+    label: bpy.props.StringProperty(name="Label", description="What the key is called (empty: none)", maxlen=100)
+    contact: bpy.props.StringProperty(
+        name="Contact", description="How the server's operator reaches you (empty: none)", maxlen=200
+    )
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        server = parse_server_url(server_config(context, with_key=False).url).base_url  # valid: poll checked it
+        key = (my_data.get(server) or {}).get("key") or {}
+        self.label, self.contact = key.get("label") or "", key.get("contact") or ""
+        return context.window_manager.invoke_props_dialog(self, title="Correct what the server holds", confirm_text="Save")
+
+    def changes(self) -> dict[str, Any]:
+        return {"label": self.label.strip() or None, "contact": self.contact.strip() or None}
+
+    def done_message(self, data: dict[str, Any]) -> str:
+        key = data.get("key") or {}
+        return f"{self._host} now holds label '{key.get('label') or ''}' and contact '{key.get('contact') or ''}'."
+
+
+class PARTCRAFTER_OT_server_restrict(_ServerDataUpdate, bpy.types.Operator):
+    """Restrict processing: the server accepts and starts no job for your key, and keeps what it holds until you delete it or its retention ends. Lift it the same way"""
+
+    bl_idname = "partcrafter.server_restrict"
+    bl_label = "Restrict Processing"
+    bl_options = {"INTERNAL"}
+
+    job_title = "Setting your restriction on the server"
+
+    restrict: bpy.props.BoolProperty(name="Restrict", description="Restrict (on) or lift the restriction (off)", default=True)
+
+    def changes(self) -> dict[str, Any]:
+        return {"processing_restricted": self.restrict}
+
+    def done_message(self, data: dict[str, Any]) -> str:
+        if data.get("processing_restricted"):
+            return f"{self._host} now accepts and starts no job for your key; it keeps what it holds."
+        return f"Restriction lifted: {self._host} processes your jobs again."
+
+
+class PARTCRAFTER_OT_server_object(_ServerDataUpdate, bpy.types.Operator):
+    """Object to being counted in the server's anonymous statistics (its /metrics counters), or withdraw the objection"""
+
+    bl_idname = "partcrafter.server_object"
+    bl_label = "Object to Statistics"
+    bl_options = {"INTERNAL"}
+
+    job_title = "Setting your objection on the server"
+
+    objecting: bpy.props.BoolProperty(name="Object", description="Object (on) or withdraw the objection (off)", default=True)
+
+    def changes(self) -> dict[str, Any]:
+        return {"analytics_objection": self.objecting}
+
+    def done_message(self, data: dict[str, Any]) -> str:
+        if data.get("analytics_objection"):
+            return f"{self._host} leaves your requests out of its statistics."
+        return f"Objection withdrawn: {self._host} counts your requests in its statistics again."
+
+
+classes = (
+    PARTCRAFTER_OT_server_my_data,
+    PARTCRAFTER_OT_server_export,
+    PARTCRAFTER_OT_server_delete_all,
+    PARTCRAFTER_OT_server_correct,
+    PARTCRAFTER_OT_server_restrict,
+    PARTCRAFTER_OT_server_object,
+)

@@ -59,6 +59,9 @@ class Policy:
     max_retention_days: int | None
     encryption: str
     analytics: str
+    result_retention_minutes_min: int | None = None  # the range a job may ask for (older servers: none)
+    result_retention_minutes_max: int | None = None
+    audit_retention_days: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Policy:
@@ -70,6 +73,9 @@ class Policy:
             max_retention_days=_int_or_none(data.get("max_retention_days")),
             encryption=str(data.get("encryption") or ""),
             analytics=str(data.get("analytics") or ""),
+            result_retention_minutes_min=_int_or_none(data.get("result_retention_minutes_min")),
+            result_retention_minutes_max=_int_or_none(data.get("result_retention_minutes_max")),
+            audit_retention_days=_int_or_none(data.get("audit_retention_days")),
         )
 
 
@@ -170,14 +176,25 @@ class ServerClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise ServerFailed(f"The server {self.host} sent a privacy policy without a version; it cannot be used.") from exc
 
-    def submit(self, png: bytes, params: dict[str, Any], policy_version: str, idempotency_key: str = "") -> Job:
+    def submit(
+        self,
+        png: bytes,
+        params: dict[str, Any],
+        policy_version: str,
+        idempotency_key: str = "",
+        result_retention_minutes: int | None = None,
+    ) -> Job:
+        """Upload one image; `result_retention_minutes` asks the server to keep the result shorter."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        form = {"params": json.dumps(params), "policy_version": policy_version}
+        if result_retention_minutes:
+            form["result_retention_minutes"] = str(int(result_retention_minutes))
         resp = self._request(
             "POST",
             "/v1/jobs",
             expected=(200, 201, 202),
             files={"image": ("image.png", png, "image/png")},
-            data={"params": json.dumps(params), "policy_version": policy_version},
+            data=form,
             headers=headers,
             timeout=(self.timeout[0], max(self.timeout[1], UPLOAD_READ_TIMEOUT)),
         )
@@ -227,6 +244,10 @@ class ServerClient:
         finally:
             partial.unlink(missing_ok=True)
         return size
+
+    def update_me(self, **changes: Any) -> dict[str, Any]:
+        """Correct label/contact, set processing_restricted or analytics_objection; returns /v1/me."""
+        return self._decode_json(self._request("PATCH", "/v1/me", json=changes))
 
     def delete_me(self) -> int:
         data = self._json("DELETE", "/v1/me", expected=(200,))
@@ -366,6 +387,13 @@ class ServerClient:
                 f"The privacy policy of {host} changed (now version {current or 'unknown'}) since you agreed to it. "
                 "Nothing was uploaded; run again to review the new policy.",
                 current_version=current,
+                code=code,
+            )
+        if status == 409 and code == "processing_restricted":
+            return UploadRejected(
+                f"You restricted processing on {host}, so it accepts no new job; nothing was uploaded. "
+                "Lift the restriction under 'Your Data on This Server' to generate there again.",
+                status=status,
                 code=code,
             )
         if status == 409:

@@ -70,6 +70,7 @@ class RemoteEngine:
         pending: PendingJobs | None = None,
         ledger: ConsentLedger | None = None,
         keep_on_server: bool = False,
+        result_retention_minutes: int | None = None,
         schedule: PollSchedule = PollSchedule(),
     ) -> None:
         self.client = client
@@ -80,6 +81,7 @@ class RemoteEngine:
         self.pending = pending
         self.ledger = ledger
         self.keep_on_server = keep_on_server
+        self.result_retention_minutes = result_retention_minutes
         self.schedule = schedule
         self.label = f"Server ({client.host})"
         self.is_preview = server_engine != "partcrafter"
@@ -112,7 +114,13 @@ class RemoteEngine:
         cancel.raise_if_cancelled()
         report(ProgressEvent("upload", 0.02, f"Uploading {upload.width}x{upload.height} PNG ({upload.size:,} bytes) to {self.client.host}"))
         params = self._params(request)
-        job = self.client.submit(upload.png, params, self.policy_version, idempotency_key=str(uuid.uuid4()))
+        job = self.client.submit(
+            upload.png,
+            params,
+            self.policy_version,
+            idempotency_key=str(uuid.uuid4()),
+            result_retention_minutes=self.result_retention_minutes,
+        )
         if self.ledger is not None:
             self.ledger.record(
                 host=self.client.host,

@@ -22,6 +22,15 @@ from .pending import PendingJobs
 
 POLICY_TIMEOUT = (5.0, 10.0)  # someone is waiting for the consent dialog: fail fast
 
+# How long the server keeps a result, as a person chooses it (minutes; None: the server's own).
+RESULT_RETENTION_CHOICES: dict[str, tuple[str, int | None]] = {
+    "SERVER": ("As Long as the Server Keeps Them", None),
+    "DAY": ("1 Day", 1440),
+    "HOUR": ("1 Hour", 60),
+    "MINUTES_10": ("10 Minutes", 10),
+}
+RESULT_RETENTION_ITEMS = [(key, label, label) for key, (label, _minutes) in RESULT_RETENTION_CHOICES.items()]  # for bpy
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -31,6 +40,7 @@ class ServerConfig:
     engine: str = ""
     ask_every_time: bool = False
     keep_on_server: bool = False
+    result_retention_minutes: int | None = None  # None: as long as the server keeps results
 
 
 def connect(config: ServerConfig, online_access: bool, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> ServerClient:
@@ -94,4 +104,5 @@ def remote_engine(
         pending=PendingJobs(directory),
         ledger=ConsentLedger(directory),
         keep_on_server=config.keep_on_server,
+        result_retention_minutes=config.result_retention_minutes,
     )

@@ -61,6 +61,22 @@ class PARTCRAFTER_PT_server_data(_ServerPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("partcrafter.server_my_data", text="Refresh", icon="FILE_REFRESH")
         row.operator("partcrafter.server_export", text="Export…", icon="EXPORT")
+        if data:  # the choices below need to know the current state
+            layout.operator("partcrafter.server_correct", text="Correct Label and Contact…", icon="GREASEPENCIL")
+            restricted = bool(data.get("processing_restricted"))
+            op = layout.operator(
+                "partcrafter.server_restrict",
+                text="Lift the Restriction" if restricted else "Restrict Processing",
+                icon="UNLOCKED" if restricted else "LOCKED",
+            )
+            op.restrict = not restricted
+            objected = bool(data.get("analytics_objection"))
+            op = layout.operator(
+                "partcrafter.server_object",
+                text="Withdraw My Objection to Statistics" if objected else "Object to Being Counted in Statistics",
+                icon="HIDE_OFF" if objected else "HIDE_ON",
+            )
+            op.objecting = not objected
         layout.operator("partcrafter.server_delete_all", text="Delete Everything…", icon="TRASH")
 
 

@@ -13,6 +13,7 @@ import bpy
 
 from ..remote.endpoint import API_KEY_ENV, parse_server_url
 from ..remote.errors import InvalidServerURL
+from ..remote.gate import RESULT_RETENTION_ITEMS
 from ..remote.keystore import load_key, store_key
 from ..remote.userdir import server_user_dir
 
@@ -57,6 +58,13 @@ class ServerSettings(bpy.types.PropertyGroup):
         description="Do not delete the server's copy after a successful import (it is still erased by the server's retention policy)",
         default=False,
     )
+    result_retention: bpy.props.EnumProperty(
+        name="Server Keeps Results",
+        description="Ask the server to erase each result sooner than its own retention (never later); "
+        "also shown in the consent dialog",
+        items=RESULT_RETENTION_ITEMS,
+        default="SERVER",
+    )
 
 
 def draw_server_preferences(layout: bpy.types.UILayout, settings: ServerSettings, _context: bpy.types.Context) -> None:
@@ -76,3 +84,4 @@ def draw_server_preferences(layout: bpy.types.UILayout, settings: ServerSettings
     layout.prop(settings, "engine")
     layout.prop(settings, "ask_every_time")
     layout.prop(settings, "keep_on_server")
+    layout.prop(settings, "result_retention")

@@ -263,6 +263,58 @@ def test_my_data_export_and_delete_everything(scene, prefs, proxy, server, tmp_p
     assert me["jobs"] == [] and me["stored_bytes"] == 0
 
 
+def test_my_data_correct_restrict_and_object_from_the_panel(scene, prefs, proxy, server, demo_image: Path, snapshot) -> None:
+    import bpy
+
+    from partcrafter_blender.operators.server_data import my_data, summary
+    from partcrafter_blender.remote.client import ServerClient
+
+    seen = record_job_slot(proxy)
+    assert bpy.ops.partcrafter.server_my_data() == {"FINISHED"}
+    assert bpy.ops.partcrafter.server_correct(label="Studio laptop", contact="artist@example.com") == {"FINISHED"}
+    assert my_data[proxy.url]["key"]["contact"] == "artist@example.com"  # the panel shows the answer
+    assert "Label: Studio laptop   Contact: artist@example.com" in summary(my_data[proxy.url])
+    on_server = ServerClient(server.url, server.key).me()
+    assert (on_server["key"]["label"], on_server["key"]["contact"]) == ("Studio laptop", "artist@example.com")
+
+    assert bpy.ops.partcrafter.server_restrict(restrict=True) == {"FINISHED"}
+    assert "Processing restricted: no new job is accepted or started" in summary(my_data[proxy.url])
+    before = snapshot()
+    try:
+        with pytest.raises(RuntimeError, match="You restricted processing on .*nothing was uploaded"):
+            bpy.ops.partcrafter.generate(filepath=str(demo_image), num_parts=2, quality="draft", consent_upload=True)
+        assert snapshot() == before and not bpy.context.window_manager.partcrafter_job.running
+    finally:
+        assert bpy.ops.partcrafter.server_restrict(restrict=False) == {"FINISHED"}
+    assert my_data[proxy.url]["processing_restricted"] is False
+
+    assert bpy.ops.partcrafter.server_object(objecting=True) == {"FINISHED"}
+    assert ServerClient(server.url, server.key).me()["analytics_objection"] is True
+    assert bpy.ops.partcrafter.server_object(objecting=False) == {"FINISHED"}
+    state = bpy.context.window_manager.partcrafter_job
+    assert state.last_result.startswith("Objection withdrawn") and not state.running
+    patches = [(m, p, in_job) for m, p, in_job in seen if m == "PATCH"]
+    assert len(patches) == 5 and all(in_job for _, _, in_job in patches)  # each one from inside a job
+
+
+def test_consent_dialog_offers_a_shorter_result_retention(scene, prefs, proxy, server, demo_image: Path) -> None:
+    import bpy
+
+    from partcrafter_blender.remote.client import ServerClient
+
+    args = _consent_args(proxy, demo_image)
+    prefs.server.keep_on_server = True
+    try:
+        assert bpy.ops.partcrafter.server_consent(decision="ACCEPT", result_retention="HOUR", **args) == {"FINISHED"}
+        assert prefs.server.result_retention == "HOUR"  # the choice stays for the next upload
+        jobs = ServerClient(server.url, server.key).me()["jobs"]
+        assert jobs[-1]["result_retention_minutes"] == 60
+    finally:
+        prefs.server.keep_on_server = False
+        prefs.server.result_retention = "SERVER"
+        ServerClient(server.url, server.key).delete_me()
+
+
 def test_export_does_not_replace_an_existing_file_unless_told(scene, prefs, proxy, tmp_path: Path) -> None:
     import zipfile
 
@@ -430,3 +482,52 @@ def test_generate_with_the_interface_checks_consent_before_sending(scene, prefs,
     ((question, _, args),) = dialogs
     assert question.host == f"127.0.0.1:{proxy.port}"
     assert (args["filepath"], args["num_parts"], args["seed"]) == (str(demo_image), 2, 5)
+
+
+def test_data_panel_offers_the_rights_for_the_state_the_server_reported(scene, prefs, proxy) -> None:
+    """Blender cannot make a UILayout without a window, so the panel draws into a recorder here."""
+    import bpy
+    from types import SimpleNamespace
+
+    from partcrafter_blender.operators.server_data import my_data
+    from partcrafter_blender.ui.server_panel import PARTCRAFTER_PT_server_data
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.ops: list[tuple[str, str, SimpleNamespace]] = []
+            self.labels: list[str] = []
+
+        def label(self, text: str = "", icon: str = "") -> None:
+            self.labels.append(text)
+
+        def operator(self, idname: str, text: str = "", icon: str = "") -> SimpleNamespace:
+            props = SimpleNamespace()
+            self.ops.append((idname, text, props))
+            return props
+
+        def row(self, align: bool = False) -> "Recorder":
+            return self
+
+        column = row
+
+    def draw() -> Recorder:
+        layout = Recorder()
+        PARTCRAFTER_PT_server_data.draw(SimpleNamespace(layout=layout), bpy.context)
+        return layout
+
+    my_data.pop(proxy.url, None)
+    assert [op for op, _, _ in draw().ops] == [
+        "partcrafter.server_my_data",
+        "partcrafter.server_export",
+        "partcrafter.server_delete_all",
+    ]  # nothing known yet: refresh first
+    assert bpy.ops.partcrafter.server_my_data() == {"FINISHED"}
+    assert bpy.ops.partcrafter.server_restrict(restrict=True) == {"FINISHED"}
+    try:
+        ops = {op: (text, props) for op, text, props in draw().ops}
+        assert ops["partcrafter.server_restrict"][0] == "Lift the Restriction"
+        assert ops["partcrafter.server_restrict"][1].restrict is False
+        assert ops["partcrafter.server_object"][1].objecting is True
+        assert "partcrafter.server_correct" in ops
+    finally:
+        assert bpy.ops.partcrafter.server_restrict(restrict=False) == {"FINISHED"}

@@ -46,3 +46,38 @@ def test_export_then_delete_everything(harness, tmp_path: Path, user_dir: Path, 
         assert after["jobs"] == [] and after["stored_bytes"] == 0
     finally:
         srv.stop()
+
+
+def test_correct_restrict_object_and_a_shorter_retention(harness, tmp_path: Path, user_dir: Path, sample_rgba: np.ndarray) -> None:
+    from partcrafter_blender.remote.errors import UploadRejected
+
+    srv = harness.ServerProcess(tmp_path / "srv").start()
+    try:
+        client = ServerClient(srv.url, srv.key)
+        policy = client.policy()
+        assert (policy.result_retention_minutes_min, policy.result_retention_minutes_max) == (5, 7 * 1440)
+        assert policy.audit_retention_days == 30
+        me = client.update_me(label="Laptop", contact="me@example.com")
+        assert (me["key"]["label"], me["key"]["contact"]) == ("Laptop", "me@example.com")
+
+        ledger = ConsentLedger(user_dir)
+        ledger.record(host=client.host, server=client.endpoint.base_url, policy_version=policy.version, decision="accepted")
+        engine = RemoteEngine(
+            client,
+            policy_version=policy.version,
+            ledger=ledger,
+            keep_on_server=True,
+            result_retention_minutes=30,
+            schedule=PollSchedule(0.1, 1.5, 0.5, 0.5),
+        )
+        result = engine.generate(GenerationRequest(image=sample_rgba, num_parts=2, quality="draft"))
+        (job,) = client.me()["jobs"]
+        assert job["id"] == result.metadata["job_id"] and job["result_retention_minutes"] == 30
+
+        assert client.update_me(processing_restricted=True)["processing_restricted"] is True
+        with pytest.raises(UploadRejected, match="You restricted processing on 127.0.0.1.*nothing was uploaded"):
+            engine.generate(GenerationRequest(image=sample_rgba, num_parts=2, quality="draft"))
+        assert len(client.me()["jobs"]) == 1
+        assert client.update_me(processing_restricted=False, analytics_objection=True)["analytics_objection"] is True
+    finally:
+        srv.stop()
