@@ -63,21 +63,20 @@ class PARTCRAFTER_PT_server_data(_ServerPanel, bpy.types.Panel):
         row.operator("partcrafter.server_export", text="Export…", icon="EXPORT")
         if data:  # the choices below need to know the current state
             layout.operator("partcrafter.server_correct", text="Correct Label and Contact…", icon="GREASEPENCIL")
-            restricted = bool(data.get("processing_restricted"))
-            op = layout.operator(
-                "partcrafter.server_restrict",
-                text="Lift the Restriction" if restricted else "Restrict Processing",
-                icon="UNLOCKED" if restricted else "LOCKED",
-            )
-            op.restrict = not restricted
-            objected = bool(data.get("analytics_objection"))
-            op = layout.operator(
-                "partcrafter.server_object",
-                text="Withdraw My Objection to Statistics" if objected else "Object to Being Counted in Statistics",
-                icon="HIDE_OFF" if objected else "HIDE_ON",
-            )
-            op.objecting = not objected
+            restricted, objected = bool(data.get("processing_restricted")), bool(data.get("analytics_objection"))
+            on, off = ("Lift the Restriction", "UNLOCKED"), ("Restrict Processing", "LOCKED")
+            _toggle(layout, "partcrafter.server_restrict", "restrict", restricted, on, off)
+            on, off = ("Withdraw My Objection to Statistics", "HIDE_OFF"), ("Object to Being Counted in Statistics", "HIDE_ON")
+            _toggle(layout, "partcrafter.server_object", "objecting", objected, on, off)
         layout.operator("partcrafter.server_delete_all", text="Delete Everything…", icon="TRASH")
+
+
+def _toggle(
+    layout: bpy.types.UILayout, idname: str, prop: str, is_on: bool, when_on: tuple[str, str], when_off: tuple[str, str]
+) -> None:
+    """One button that switches a choice the server reported: its text says what a click does."""
+    text, icon = when_on if is_on else when_off
+    setattr(layout.operator(idname, text=text, icon=icon), prop, not is_on)
 
 
 classes = (PARTCRAFTER_PT_server_jobs, PARTCRAFTER_PT_server_data)
