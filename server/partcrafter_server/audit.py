@@ -46,7 +46,7 @@ def append(
 ) -> None:
     """Append inside the caller's write transaction (so the event commits with its change)."""
     if key_id is not None:
-        pseudonym, audit_key = _identity(con, key_id)
+        pseudonym, audit_key = holder_identity(con, key_id)
         key_id, job_id = pseudonym, _seal(audit_key, job_id) if job_id else None
     last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     if last:
@@ -120,7 +120,7 @@ def events_of(db: Database, key_id: str) -> list[dict]:
     return events
 
 
-def _identity(con: sqlite3.Connection, key_id: str) -> tuple[str, bytes]:
+def holder_identity(con: sqlite3.Connection, key_id: str) -> tuple[str, bytes]:
     """The holder's audit pseudonym and key, made on their first entry."""
     con.execute(
         "INSERT OR IGNORE INTO holders(key_id, audit_pseudonym, audit_key) VALUES (?,?,?)",

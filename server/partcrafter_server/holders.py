@@ -60,7 +60,7 @@ def update(
 ) -> Holder:
     """Correct label/contact, restrict or lift, object or withdraw; each change audited."""
     with db.write() as con:
-        audit._identity(con, key_id)  # the row exists from here on
+        audit.holder_identity(con, key_id)  # the row exists from here on
         before = holder(db, key_id)
         for name, value in (details or {}).items():
             if name not in ("label", "contact"):
@@ -83,7 +83,7 @@ def note_use(db: Database, key_id: str, now: float) -> None:
     if last is not None and now - last < LAST_USED_GRANULARITY_S:
         return
     with db.write() as con:
-        audit._identity(con, key_id)
+        audit.holder_identity(con, key_id)
         con.execute("UPDATE holders SET last_used_at=? WHERE key_id=?", (now, key_id))
 
 
