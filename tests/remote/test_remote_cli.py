@@ -43,3 +43,18 @@ def test_headless_with_consent_flag_generates_and_records(harness, server, proxy
     assert proxy.count("POST", "/v1/jobs") == 1 and proxy.count("DELETE", "/v1/jobs/") == 1  # copy deleted after import
     decisions = [(e.decision, e.via) for e in ConsentLedger(user_dir).entries()]
     assert decisions[0] == ("accepted", "--consent-upload") and decisions[1][0] == "uploaded"
+
+
+def test_headless_asks_for_a_shorter_result_retention(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
+    from partcrafter_blender.remote.client import ServerClient
+
+    args = [str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "2", "--quality", "draft"]
+    out = run_cli([*args, "--keep-on-server", "--result-retention-minutes", "15"], user_dir, server.key)
+    assert out.returncode == 0, out.stderr
+    client = ServerClient(server.url, server.key)
+    jobs = client.me()["jobs"]  # kept on the server: the newest one is this run's
+    assert jobs[-1]["result_retention_minutes"] == 15
+    client.delete_job(jobs[-1]["id"])
+    refused = run_cli([*args, "--result-retention-minutes", "1"], user_dir, server.key)  # shorter than the server allows
+    assert refused.returncode != 0 and "result_retention_minutes must be a whole number from 5" in refused.stderr
+    assert "Traceback" not in refused.stderr
