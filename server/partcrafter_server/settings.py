@@ -9,7 +9,9 @@ defaults below. docs/server.md is generated from the same descriptions.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -203,14 +205,7 @@ def setting_sources(given: set[str]) -> dict[str, str]:
     in_file: set[str] = set()
     if config and Path(config).is_file():
         text = Path(config).read_text(encoding="utf-8")
-        if config.endswith(".toml"):
-            import tomllib
-
-            in_file = set(tomllib.loads(text))
-        else:
-            import json
-
-            in_file = set(json.loads(text))
+        in_file = set(tomllib.loads(text) if config.endswith(".toml") else json.loads(text))
     env = {k.upper() for k in os.environ}
     out = {}
     for name in Settings.model_fields:

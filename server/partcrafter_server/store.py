@@ -128,16 +128,14 @@ class Database:
         row = self.conn().execute(sql, args).fetchone()
         return row[0] if row else None
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self) -> None:
         """Fold the WAL into the database and truncate it, so erased pages leave the WAL too.
-        Returns False when another process kept it busy (a CLI command running meanwhile)."""
+        Another process reading at that instant (a CLI command) can keep it busy for a moment: retried."""
         with self._write_lock:
             for _ in range(20):
-                busy = self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-                if not busy:
-                    return True
+                if not self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                    return
                 time.sleep(0.05)
-        return False
 
     # --- meta --------------------------------------------------------------------
     def get_meta(self, name: str) -> str | None:
