@@ -92,9 +92,11 @@ def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: A
         Cancelled,
         EngineFailed,
         EngineUnavailable,
+        GenerationParams,
         GenerationRequest,
         InputImageError,
         create_engine,
+        run_engine,
     )
     from partcrafter_blender.inference.glb import write_glb
 
@@ -111,26 +113,13 @@ def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: A
 
     try:
         rgba = unpack_pixels(pixels)
-        request = GenerationRequest(
-            image=rgba,
-            image_name="image",
-            num_parts=params.get("num_parts"),
-            seed=params["seed"],
-            steps=params["steps"],
-            guidance=params["guidance"],
-            quality=params["quality"],
-            options=params.get("options", {}),
+        request = GenerationRequest.from_params(
+            GenerationParams.from_wire(params), image=rgba, image_name="image", options=params.get("options", {})
         )
         engine = create_engine(params["engine"])
-        available = engine.availability()
-        if not available.ok:
-            raise EngineUnavailable(available.reason or f"Engine '{params['engine']}' cannot run on this server.")
         t0 = time.perf_counter()
-        result = engine.generate(request, progress=progress, cancel=token)
+        result = run_engine(engine, request, progress, token)
         t1 = time.perf_counter()
-        token.raise_if_cancelled()
-        if not result.parts:
-            raise EngineFailed("The engine could not produce any part from this image.")
         glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version})
         t2 = time.perf_counter()
     except Cancelled:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import FailedPart, GenerationRequest, GenerationResult, PartMesh
+from ..params import GenerationParams
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, PartCrafterError
 
 IMAGE_FILE = "image.npy"
@@ -80,11 +81,7 @@ def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -
         "request": {
             "image_name": request.image_name,
             "image_sha256": request.image_sha256,
-            "num_parts": request.num_parts,
-            "seed": request.seed,
-            "steps": request.steps,
-            "guidance": request.guidance,
-            "quality": request.quality,
+            "params": request.params.to_wire(),
             "options": request.options,
         },
     }
@@ -93,7 +90,9 @@ def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -
 def request_from_message(message: dict[str, Any]) -> GenerationRequest:
     workdir = Path(message["workdir"])
     image = np.load(workdir / IMAGE_FILE, allow_pickle=False)
-    return GenerationRequest(image=image, **message["request"])
+    fields = dict(message["request"])
+    params = GenerationParams.from_wire(fields.pop("params"))
+    return GenerationRequest.from_params(params, image=image, **fields)
 
 
 def write_result(result: GenerationResult, workdir: Path) -> dict[str, Any]:

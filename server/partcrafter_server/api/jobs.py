@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from partcrafter_blender.inference import create_engine, engine_names
+from partcrafter_blender.inference.params import param_specs
 
 from ..auth import Owner
 from ..context import ServerContext
@@ -42,7 +43,7 @@ _UPLOAD_SCHEMA = {
                     "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WEBP."},
                     "params": {
                         "type": "string",
-                        "description": "JSON object: num_parts (1-16 or null), seed, steps, guidance, engine, quality.",
+                        "description": f"JSON object: {', '.join(param_specs())} and engine (see JobParams).",
                     },
                     "policy_version": {
                         "type": "string",
