@@ -69,6 +69,9 @@ class GenerationParams:
     steps: int = _param(50, ParamSpec("Steps", "Denoising steps (neural engine)", 1, 200))
     guidance: float = _param(7.0, ParamSpec("Guidance", "How closely to follow the image (neural engine)", 0.0, 20.0))
     quality: str = _param("standard", ParamSpec("Quality", "Mesh resolution: draft, standard or high", choices=QUALITY_ITEMS))
+    max_triangles: int = _param(
+        0, ParamSpec("Triangle Budget", "Most triangles in the whole model; 0 for the engine's default", 0, 10_000_000)
+    )
 
     def __post_init__(self) -> None:
         for name, spec in param_specs().items():

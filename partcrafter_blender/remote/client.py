@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from ..api_v1 import FINISHED_STATES
 from ..inference.contract import CancelToken
 from ..inference.errors import Cancelled
 from .endpoint import API_KEY_ENV, Endpoint, parse_server_url
@@ -47,7 +48,6 @@ MAX_RESULT_BYTES = 512 * 1024 * 1024
 MAX_EXPORT_BYTES = 4 * 1024 * 1024 * 1024
 _CHUNK = 64 * 1024
 USER_AGENT = "PartCrafter-for-Blender"
-TERMINAL_STATES = ("succeeded", "failed", "canceled", "expired")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL_STATES
+        return self.status in FINISHED_STATES
 
     @classmethod
     def from_json(cls, data: dict[str, Any], retry_after: float | None = None) -> Job:

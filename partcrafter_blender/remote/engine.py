@@ -11,8 +11,6 @@ up again.
 
 from __future__ import annotations
 
-import json
-import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from ..inference.contract import (
     ProgressEvent,
 )
 from ..inference.errors import Cancelled
-from ..inference.glb import GLBError, read_glb
+from ..inference.glb import GLBError, read_glb, read_glb_extras
 from .client import Job, ServerClient
 from .consent import ConsentLedger
 from .errors import (
@@ -247,7 +245,7 @@ class RemoteEngine:
             for i, p in enumerate(job.parts)
             if p.get("status") == "failed"
         ]
-        extras = glb_scene_extras(data)
+        extras = read_glb_extras(data)
         metadata: dict[str, Any] = {
             "backend": "server",
             "server": self.client.endpoint.base_url,
@@ -336,15 +334,3 @@ class RemoteEngine:
         if self.pending is not None:
             self.pending.remove(self.client.endpoint.base_url, job_id)
 
-
-def glb_scene_extras(data: bytes) -> dict[str, Any]:
-    """The scene's `extras` from a GLB's JSON chunk (provenance the server writes), or {}."""
-    try:
-        json_len, json_type = struct.unpack_from("<II", data, 12)
-        if json_type != 0x4E4F534A:
-            return {}
-        gltf = json.loads(data[20 : 20 + json_len].decode("utf-8"))
-        extras = gltf["scenes"][gltf.get("scene", 0)].get("extras", {})
-    except (struct.error, ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return {}
-    return extras if isinstance(extras, dict) else {}

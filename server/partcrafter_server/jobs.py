@@ -12,12 +12,14 @@ import json
 import secrets
 from typing import Any
 
+from partcrafter_blender.api_v1 import FINISHED_STATES
+
 from . import audit
 from .blobs import BlobRef, BlobStore
 from .clock import Clock
 from .metrics import Metrics
 from .settings import Settings
-from .store import FINISHED, Database
+from .store import Database
 
 DAY = 86400.0
 
@@ -78,7 +80,7 @@ class JobService:
         now = self.clock()
         with self.db.write() as con:
             job = self.db.job(job_id, owner)
-            if job is None or job["status"] in FINISHED:
+            if job is None or job["status"] in FINISHED_STATES:
                 return job, False
             if job["status"] == "queued":
                 con.execute(

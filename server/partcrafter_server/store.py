@@ -50,8 +50,6 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-FINISHED = ("succeeded", "failed", "canceled", "expired")
-
 
 class Database:
     def __init__(self, path: Path) -> None:

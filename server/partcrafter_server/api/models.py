@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from partcrafter_blender.api_v1 import JobStatus
 from partcrafter_blender.inference.params import ParamSpec, param_default, param_specs, param_type
 
 from ..clock import iso
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
 
 def _param_field(name: str, spec: ParamSpec) -> tuple[Any, Any]:
