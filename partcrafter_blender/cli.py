@@ -192,7 +192,7 @@ def _generate(args: argparse.Namespace) -> int:
     glb = _output_path(args.glb, ".glb") if args.glb else None
     blend = _output_path(args.out or f"{image_path.stem}.blend", ".blend") if (args.out or not glb) else None
 
-    options: dict[str, Any] = {"allow_download": False}
+    options: dict[str, Any] = {}
     if args.weights:
         options["weights_path"] = str(Path(args.weights).expanduser().resolve())
     # Unset flags leave the engine's own defaults (and its PARTCRAFTER_* environment variables).

@@ -97,7 +97,7 @@ def engine_label(name: str) -> str:
 RELIEF_LABEL = engine_label("relief")
 
 # Engine options the preferences and the CLI set through their own fields and flags.
-DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload", "allow_download"})
+DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload"})
 _OPTION = re.compile(r"^([A-Za-z_]\w*)=(\S+)$")
 
 
