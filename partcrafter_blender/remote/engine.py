@@ -47,6 +47,10 @@ from .pending import PendingJob, PendingJobs
 
 @dataclass(frozen=True)
 class PollSchedule:
+    """How `_poll` waits between status requests. Not urllib3's Retry: that one sleeps
+    inside the request, out of reach of the user's cancel, and a 429's Retry-After may be
+    a minute; here every wait is cut into short slices that check the cancel token."""
+
     first: float = 0.25
     factor: float = 1.5
     cap: float = 5.0

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .blobs import BlobError
 from .jobs import JobGone, JobService
+from .store import Job
 from .metrics import Metrics
 from .settings import Settings
 from .worker import Cancel, Done, Failed, Progress, Ready, Run, Sink, child_main
@@ -99,9 +100,9 @@ class WorkerSlot:
                 time.sleep(1.0)
         self._kill()
 
-    def _run(self, job: dict[str, Any]) -> None:
+    def _run(self, job: Job) -> None:
         service = self.pool.service
-        job_id = job["id"]
+        job_id = job.id
         self.job_id = job_id
         self.cancel_flag.clear()
         try:
@@ -110,7 +111,7 @@ class WorkerSlot:
             except BlobError:
                 service.fail(job_id, self.name, "internal_error", "The stored input could not be read; please submit again.")
                 return
-            params = dict(job["params"])
+            params = dict(job.params)
             blob_id, data_key, path = service.blobs.reserve()  # the worker seals the result itself
             self.result_blob = blob_id
             self.conn.send(Run(job_id, params, Sink(str(path), blob_id, data_key)))

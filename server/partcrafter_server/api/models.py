@@ -10,6 +10,7 @@ from partcrafter_blender.api_v1 import JobStatus
 from partcrafter_blender.inference.params import ParamSpec, param_default, param_specs, param_type
 
 from ..clock import iso
+from ..store import Job
 
 
 
@@ -110,25 +111,25 @@ class HealthOut(BaseModel):
     status: str
 
 
-def job_out(job: dict[str, Any], queue_position: int | None) -> JobOut:
-    jid = job["id"]
-    error = ErrorOut(code=job["error_code"], message=job["error_message"] or "") if job["error_code"] else None
+def job_out(job: Job, queue_position: int | None) -> JobOut:
+    jid = job.id
+    error = ErrorOut(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
         id=jid,
-        status=job["status"],
-        stage=job["stage"],
-        progress=float(job["progress"]),
+        status=job.status,
+        stage=job.stage,
+        progress=float(job.progress),
         queue_position=queue_position,
-        engine=job["engine"],
-        params=job["params"],
-        policy_version=job["policy_version"],
-        parts=[PartOut(**p) for p in job["parts"]],
+        engine=job.engine,
+        params=job.params,
+        policy_version=job.policy_version,
+        parts=[PartOut(**p) for p in job.parts],
         error=error,
-        created_at=iso(job["created_at"]) or "",
-        started_at=iso(job["started_at"]),
-        finished_at=iso(job["finished_at"]),
-        input_deleted_at=iso(job["input_deleted_at"]),
-        result_expires_at=iso(job["result_expires_at"]),
-        timings=job["timings"],
+        created_at=iso(job.created_at) or "",
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        input_deleted_at=iso(job.input_deleted_at),
+        result_expires_at=iso(job.result_expires_at),
+        timings=job.timings,
         links=Links(self=f"/v1/jobs/{jid}", result=f"/v1/jobs/{jid}/result", cancel=f"/v1/jobs/{jid}/cancel"),
     )
