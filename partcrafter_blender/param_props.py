@@ -51,11 +51,6 @@ def with_param_properties(**overrides: dict[str, Any]) -> Any:
     return add
 
 
-def stored(value: Any) -> Any:
-    """A parameter value as Blender stores it (None as 0)."""
-    return 0 if value is None else value
-
-
 def unstored(name: str, value: Any) -> Any:
     """A stored property value back as the parameter's value (0 as None where None is allowed)."""
     return None if param_specs()[name].none_means and value == 0 else value
