@@ -10,7 +10,7 @@ import bpy
 from ..inference import PartCrafterError, ProgressEvent
 from ..remote.client import ServerClient
 from ._job_mixin import JobOperatorMixin, job_state
-from .server_consent import connect_from_preferences, interactive, server_poll_problem
+from ..server_backend import connect_from_preferences, interactive, server_poll_problem
 
 # The last /v1/me answer per server, for the panel (runtime only, never saved).
 my_data: dict[str, dict[str, Any]] = {}

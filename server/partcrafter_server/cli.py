@@ -89,7 +89,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     erased = 0
     if args.erase:
         for job in ctx.db.jobs_of(args.key_id):
-            erased += ctx.service.delete(args.key_id, job["id"], event="job.erased") is not None
+            erased += ctx.service.delete(args.key_id, job.id, event="job.erased") is not None
     if not revoked and not erased:
         print(f"No active key {args.key_id}.", file=sys.stderr)
         return 1

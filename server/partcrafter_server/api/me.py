@@ -25,7 +25,7 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
     jobs = ctx.db.jobs_of(owner.key_id)
     stored = 0
     for job in jobs:
-        for blob_id in (job["input_blob"], job["result_blob"]):
+        for blob_id in (job.input_blob, job.result_blob):
             if blob_id:
                 path = ctx.blobs.path(blob_id)
                 stored += path.stat().st_size if path.exists() else 0
@@ -35,7 +35,7 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
     ]
     return MeOut(
         key=KeyOut(id_hint=owner.id_hint, created_at=iso(owner.created_at) or ""),
-        jobs=[job_out(j, max(1, ctx.db.queue_position(j["seq"])) if j["status"] == "queued" else None) for j in jobs],
+        jobs=[job_out(j, max(1, ctx.db.queue_position(j.seq)) if j.status == "queued" else None) for j in jobs],
         audit_events=events,
         stored_bytes=stored,
     )
@@ -68,9 +68,9 @@ def export_me(owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(ge
         meta = {"exported_at": iso(now), "policy_version": ctx.settings.policy_version, **me.model_dump()}
         z.writestr("metadata.json", json.dumps(meta, indent=2))
         for job in ctx.db.jobs_of(owner.key_id):
-            if job["status"] == "succeeded" and job["result_blob"]:
+            if job.status == "succeeded" and job.result_blob:
                 try:
-                    z.writestr(f"results/{job['id']}.glb", ctx.blobs.read(job["result_blob"]))
+                    z.writestr(f"results/{job.id}.glb", ctx.blobs.read(job.result_blob))
                 except BlobError:
                     continue  # erased by retention between the listing and the read
     return Response(
@@ -88,10 +88,10 @@ def delete_me(
 ) -> DeletedOut:
     deleted = 0
     for job in ctx.db.jobs_of(owner.key_id):
-        if ctx.service.delete(owner.key_id, job["id"], event="job.erased") is not None:
+        if ctx.service.delete(owner.key_id, job.id, event="job.erased") is not None:
             deleted += 1
-            if job["status"] == "running":
-                dispatcher.cancel(job["id"])
+            if job.status == "running":
+                dispatcher.cancel(job.id)
     with ctx.db.write() as con:
         audit.append(ctx.db, con, ctx.clock(), "me.erased", owner.key_id)
     return DeletedOut(deleted_jobs=deleted)
