@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from partcrafter_blender.inference import GenerationResult, PartMesh, register_engine
+from partcrafter_blender.inference import PartMesh, register_engine
 from partcrafter_blender.inference.glb import write_glb
+from partcrafter_blender.inference.testing import FixtureEngine
 
 BIG_PARTS = 16
 BIG_TRIANGLES = 1_300_000
@@ -65,42 +66,21 @@ def big_parts() -> list[PartMesh]:
 _PREPARED: list[PartMesh] = []
 
 
-class _Instant:
-    is_preview = True
-    label = "bench"
-
-    def availability(self):
-        from partcrafter_blender.inference import Availability
-
-        return Availability(True)
-
-    def _result(self, request, parts):
-        return GenerationResult(
-            parts=parts,
-            engine=self.name,
-            engine_version="bench",
-            requested_parts=request.num_parts,
-            seed=request.seed,
-            steps=request.steps,
-            guidance=request.guidance,
-        )
-
-
-class BenchBig(_Instant):
+class BenchBig(FixtureEngine):
     name = "bench_big"
 
     def generate(self, request, progress=None, cancel=None):
         if not _PREPARED:
             _PREPARED.extend(big_parts())  # built once per worker, before timing starts (warm-up job)
-        return self._result(request, _PREPARED)
+        return self.result(request, _PREPARED)
 
 
-class BenchTiny(_Instant):
+class BenchTiny(FixtureEngine):
     name = "bench_tiny"
 
     def generate(self, request, progress=None, cancel=None):
         v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
-        return self._result(request, [PartMesh("part_00", v, np.array([[0, 1, 2]], np.int32))])
+        return self.result(request, [PartMesh("part_00", v, np.array([[0, 1, 2]], np.int32))])
 
 
 register_engine("bench_big", BenchBig)

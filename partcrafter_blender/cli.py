@@ -1,6 +1,7 @@
 """Command line: generate parts from an image into a .blend (and optionally a GLB).
 
-    python -m partcrafter_blender generate IMAGE [--parts N|auto] [--seed S] [--engine NAME]
+    python -m partcrafter_blender generate IMAGE [--parts N|auto] [--seed S] [--steps N] [--guidance G]
+                                              [--quality Q] [--max-triangles N] [--engine NAME]
                                               [--engine-python PY --weights DIR --device D --dtype T]
                                               [--engine-option KEY=VALUE ...]
                                               [--out OUT.blend] [--glb OUT.glb] [--json]
@@ -37,7 +38,6 @@ from typing import Any
 
 from .generation import (
     GenerationOutcome,
-    GenerationSettings,
     ImageInput,
     engine_factory,
     parse_engine_options,
@@ -45,18 +45,18 @@ from .generation import (
     run_generation,
 )
 from .inference import (
-    MAX_PARTS,
     Cancelled,
     CancelToken,
     EngineUnavailable,
+    GenerationParams,
     InputImageError,
+    InvalidParameter,
     PartCrafterError,
     PartMesh,
     ProgressEvent,
 )
 from .inference.glb import write_glb
-
-MAX_SEED = 2**32 - 1  # what the server accepts and numpy's generators take
+from .inference.params import ParamSpec, number_text, param_default, param_specs, param_type
 EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
 
 
@@ -64,16 +64,40 @@ class UsageError(PartCrafterError):
     """Arguments that cannot work (checked before any slow step)."""
 
 
-def _parts_arg(text: str) -> int | None:
-    if text.lower() == "auto":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_PARTS} or 'auto', got '{text}'") from None
-    if not 1 <= n <= MAX_PARTS:
-        raise argparse.ArgumentTypeError(f"the number of parts must be from 1 to {MAX_PARTS} (or 'auto'), got {n}")
-    return n
+def _flag(name: str) -> str:
+    return param_specs()[name].flag or "--" + name.replace("_", "-")
+
+
+def _add_param_options(parser: argparse.ArgumentParser) -> None:
+    """One option per generation parameter (inference/params.py); limits are checked in
+    GenerationParams, so the messages name the flag and its range."""
+    for name, spec in param_specs().items():
+        default = param_default(name)
+        option: dict[str, Any] = {"dest": name, "default": default}
+        if spec.choices:
+            option["choices"] = [value for value, _label, _description in spec.choices]
+            help_text = f"{spec.description} (default: {default})"
+        else:
+            option["type"] = _optional_arg(param_type(name), spec) if spec.none_means else param_type(name)
+            option["metavar"] = "N"
+            also = f", or '{spec.none_means.lower()}'" if spec.none_means else ""
+            shown = spec.none_means.lower() if default is None else default
+            help_text = f"{spec.description.lower()}, {number_text(spec.minimum)}-{number_text(spec.maximum)}{also} (default: {shown})"
+        parser.add_argument(_flag(name), help=help_text, **option)
+
+
+def _optional_arg(kind: type, spec: ParamSpec) -> Any:
+    word = spec.none_means.lower()
+
+    def parse(text: str) -> Any:
+        if text.lower() == word:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or '{word}', got '{text}'") from None
+
+    return parse
 
 
 def _engine_option_arg(text: str) -> dict[str, Any]:
@@ -88,11 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     gen = sub.add_parser("generate", help="generate a multi-part model from one image")
     gen.add_argument("image", help="reference image (PNG, JPEG or WEBP)")
-    gen.add_argument("--parts", type=_parts_arg, default=None, metavar="N", help="number of parts, 1-16, or 'auto' (default)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--steps", type=int, default=50, help="denoising steps (neural engine)")
-    gen.add_argument("--guidance", type=float, default=7.0, help="guidance scale (neural engine)")
-    gen.add_argument("--quality", choices=("draft", "standard", "high"), default="standard")
+    _add_param_options(gen)
     gen.add_argument("--engine", default="relief", help="engine name (default: relief, the CPU preview)")
     gen.add_argument("--engine-python", default="", metavar="PATH", help="run the engine in this Python interpreter")
     gen.add_argument("--weights", default="", metavar="DIR", help="folder with the neural engine's weights")
@@ -171,31 +191,27 @@ def _generate(args: argparse.Namespace) -> int:
     image_path = Path(args.image).expanduser()
     if not args.size > 0:
         raise UsageError(f"--size must be positive, got {args.size}")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    if not args.guidance >= 0:
-        raise UsageError(f"--guidance must be 0 or more, got {args.guidance}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UsageError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
+    try:
+        params = GenerationParams(**{name: getattr(args, name) for name in param_specs()})
+    except InvalidParameter as exc:
+        raise UsageError(f"{_flag(exc.name)} {exc.reason}") from None
     glb = _output_path(args.glb, ".glb") if args.glb else None
     blend = _output_path(args.out or f"{image_path.stem}.blend", ".blend") if (args.out or not glb) else None
 
-    options: dict[str, Any] = {"allow_download": False}
+    options: dict[str, Any] = {}
     if args.weights:
         options["weights_path"] = str(Path(args.weights).expanduser().resolve())
     # Unset flags leave the engine's own defaults (and its PARTCRAFTER_* environment variables).
     options.update({key: getattr(args, key) for key in ("device", "dtype", "offload") if getattr(args, key)})
     for extra in args.engine_option:
         options.update(extra)
-    settings = GenerationSettings(
-        num_parts=args.parts, seed=args.seed, steps=args.steps, guidance=args.guidance, quality=args.quality, options=options
-    )
     server_run = _server_run(args) if args.server else None
     make_engine = server_run.factory if server_run else engine_factory(args.engine, args.engine_python, options)
     try:
         cancel = CancelToken()
         with _cancel_on_sigint(cancel):
-            outcome = run_generation(ImageInput.from_file(str(image_path)), settings, make_engine, _ProgressPrinter(), cancel)
+            image = ImageInput.from_file(str(image_path))
+            outcome = run_generation(image, params, make_engine, _ProgressPrinter(), cancel, options)
         with _stdout_to_stderr(args.json):
             summary = _write_scene(outcome, args.size, blend, glb)
         if server_run:
@@ -228,7 +244,12 @@ def _server_run(args: argparse.Namespace) -> Any:
         keep_on_server=args.keep_on_server,
         result_retention_minutes=args.result_retention_minutes,
     )
-    return HeadlessServerRun(config, args.consent_upload, args.online_mode or blender_online_access())
+    directory = None
+    if "bpy" in sys.modules:  # inside Blender: the extension's user folder, as the add-on uses
+        from .server_backend import server_dir
+
+        directory = server_dir()
+    return HeadlessServerRun(config, args.consent_upload, args.online_mode or blender_online_access(), directory)
 
 
 def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None) -> dict[str, Any]:

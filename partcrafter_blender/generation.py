@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -18,14 +18,15 @@ import numpy as np
 from .inference import (
     CancelToken,
     Engine,
-    EngineFailed,
     EngineUnavailable,
+    GenerationParams,
     GenerationRequest,
     GenerationResult,
     PartCrafterError,
     ProgressCallback,
     ProgressEvent,
     create_engine,
+    run_engine,
 )
 from .inference.images import LoadedImage, decode_image, encode_png, read_image_file
 
@@ -53,20 +54,11 @@ class ImageInput:
         return decode_image(encode_png(self.rgba), name=self.name)
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    num_parts: int | None = None  # None = Auto
-    seed: int = 0
-    steps: int = 50
-    guidance: float = 7.0
-    quality: str = "standard"
-    options: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class GenerationOutcome:
     result: GenerationResult
     image: LoadedImage
+    params: GenerationParams  # what was asked for (recorded on every part)
     job_id: str
     created: str  # ISO-8601 UTC, when the job started
     seconds: float
@@ -105,7 +97,7 @@ def engine_label(name: str) -> str:
 RELIEF_LABEL = engine_label("relief")
 
 # Engine options the preferences and the CLI set through their own fields and flags.
-DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload", "allow_download"})
+DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload"})
 _OPTION = re.compile(r"^([A-Za-z_]\w*)=(\S+)$")
 
 
@@ -137,12 +129,14 @@ def _option_value(raw: str) -> Any:
 
 def run_generation(
     image: ImageInput,
-    settings: GenerationSettings,
+    params: GenerationParams,
     make_engine: EngineFactory,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GenerationOutcome:
-    """Decode, check the engine, generate, and check the result has parts.
+    """Decode the image, then run the engine with `params` and the engine `options`
+    (see inference/run.py for the checks).
 
     Raises the PartCrafterError family with messages meant for people.
     """
@@ -154,30 +148,26 @@ def run_generation(
     loaded = image.load()
     cancel.raise_if_cancelled()
     engine = make_engine()
-    available = engine.availability()
-    if not available.ok:
-        raise EngineUnavailable(available.reason or f"Engine '{engine.name}' is not available here.")
-    request = GenerationRequest(
-        image=loaded.rgba,
-        image_name=loaded.name,
-        image_sha256=loaded.sha256,
-        num_parts=settings.num_parts,
-        seed=settings.seed,
-        steps=settings.steps,
-        guidance=settings.guidance,
-        quality=settings.quality,
-        options=dict(settings.options),
+    request = GenerationRequest.from_params(
+        params, image=loaded.rgba, image_name=loaded.name, image_sha256=loaded.sha256, options=dict(options or {})
     )
-    result = engine.generate(request, report, cancel)
-    cancel.raise_if_cancelled()
-    if not result.parts:
-        reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
-        raise EngineFailed(f"The engine produced no parts{' (' + reasons + ')' if reasons else ''}.")
+    try:
+        result = run_engine(engine, request, report, cancel)
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:  # the server backend's connections close when the job ends, however it ends
+            close()
     seconds = time.perf_counter() - started
     report(ProgressEvent("mesh", 1.0, "Done"))
     job_id = str(result.metadata.get("job_id") or uuid.uuid4().hex)  # a server job keeps the server's id
     return GenerationOutcome(
-        result=result, image=loaded, job_id=job_id, created=created, seconds=seconds, is_preview=bool(engine.is_preview)
+        result=result,
+        image=loaded,
+        params=params,
+        job_id=job_id,
+        created=created,
+        seconds=seconds,
+        is_preview=bool(engine.is_preview),
     )
 
 
@@ -188,11 +178,12 @@ def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
         "engine": r.engine,
         "engine_version": r.engine_version,
         "is_preview": bool(outcome.is_preview),
+        # What was asked for, then what the engine reports it used (the relief preview runs no steps).
+        **outcome.params.provenance(),
         "seed": int(r.seed),
         "steps": int(r.steps),
         "guidance": float(r.guidance),
-        # 0 stands for Auto: ID properties cannot hold None.
-        "requested_parts": int(r.requested_parts or 0),
+        "requested_parts": int(r.requested_parts or 0),  # 0 stands for Auto: ID properties cannot hold None
         "produced_parts": int(r.produced_parts),
         "failed_parts": len(r.failed_parts),
         "image_sha256": outcome.image.sha256,

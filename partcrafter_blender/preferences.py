@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import bpy
 
 from .generation import engine_label, parse_engine_options
 from .inference import DEFAULT_ENGINE, EngineUnavailable, engine_names
-
-
-def _server_preferences() -> ModuleType | None:
-    """The server backend's settings, when that part of the extension is installed:
-    ui/server_preferences.py defines `ServerSettings` (a PropertyGroup, registered by
-    this module) and `draw_server_preferences(layout, settings, context)`."""
-    if not (Path(__file__).parent / "ui" / "server_preferences.py").is_file():
-        return None
-    return importlib.import_module(f"{__package__}.ui.server_preferences")
-
-
-_server = _server_preferences()
+from .ui.server_preferences import ServerSettings, draw_server_preferences
 
 DEFAULT_IMPORT_SIZE = 2.0
 
@@ -111,8 +99,7 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         unit="LENGTH",
     )
 
-    if _server is not None:
-        server: bpy.props.PointerProperty(type=_server.ServerSettings)
+    server: bpy.props.PointerProperty(type=ServerSettings)
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -134,10 +121,8 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
             col.prop(self, "engine_extra_options")
             col.operator("partcrafter.check_local_engine", icon="CHECKMARK")
             _draw_check_report(col, context)
-        elif _server is None:
-            layout.label(text="Server settings are not available in this build.", icon="INFO")
         else:
-            _server.draw_server_preferences(layout, self.server, context)
+            draw_server_preferences(layout, self.server, context)
         layout.prop(self, "import_size")
 
 
@@ -170,14 +155,12 @@ def get_preferences(context: bpy.types.Context | None = None) -> Any:
 
 
 def engine_options(prefs: Any) -> dict[str, Any]:
-    """Options every engine receives; `allow_download` follows Blender's online access.
-    Settings left at their defaults are left out, so the engine's own defaults (and its
+    """Options every engine receives. Settings left at their defaults are left out, so the engine's own defaults (and its
     PARTCRAFTER_* environment variables) apply: without a weights folder, PARTCRAFTER_WEIGHTS;
     with device Auto, PARTCRAFTER_DEVICE or auto. Engines that do not use an option ignore
     it. Raises EngineUnavailable for unreadable extra options."""
-    options: dict[str, Any] = {"allow_download": bool(bpy.app.online_access)}
     chosen = {"device": prefs.device, "dtype": prefs.dtype, "offload": prefs.offload}
-    options.update({key: value for key, value in chosen.items() if value != NEURAL_DEFAULTS[key]})
+    options: dict[str, Any] = {key: value for key, value in chosen.items() if value != NEURAL_DEFAULTS[key]}
     if prefs.weights_dir:
         options["weights_path"] = bpy.path.abspath(prefs.weights_dir)
     try:
@@ -187,7 +170,7 @@ def engine_options(prefs: Any) -> dict[str, Any]:
     return options
 
 
-classes = ((_server.ServerSettings,) if _server is not None else ()) + (PARTCRAFTER_AP_preferences,)
+classes = (ServerSettings, PARTCRAFTER_AP_preferences)
 
 
 def register() -> None:

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from partcrafter_blender.inference.srgb import srgb_to_linear
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = (REPO / ".." / "shared" / "images").resolve()
 DEFAULT_IMAGES = {
@@ -157,7 +159,7 @@ def prepare(blend: Path, size: tuple[int, int] = (WIDTH, HEIGHT), part_colours: 
     shading.color_type = "OBJECT" if part_colours else "MATERIAL"
     if part_colours:
         for i, obj in enumerate(sorted(meshes, key=lambda o: o.name)):
-            obj.color = (*(_srgb_to_linear(c) for c in PART_COLOURS[i % len(PART_COLOURS)]), 1.0)
+            obj.color = (*(float(c) for c in srgb_to_linear(PART_COLOURS[i % len(PART_COLOURS)])), 1.0)
     shading.show_cavity = True
     shading.cavity_type = "BOTH"
     shading.cavity_ridge_factor = 1.0
@@ -171,7 +173,7 @@ def prepare(blend: Path, size: tuple[int, int] = (WIDTH, HEIGHT), part_colours: 
     shading.show_specular_highlight = True
     if scene.world is None:
         scene.world = bpy.data.worlds.new("World")
-    scene.world.color = tuple(_srgb_to_linear(c) for c in BACKGROUND)
+    scene.world.color = tuple(float(c) for c in srgb_to_linear(BACKGROUND))
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
     scene.render.dither_intensity = 0.0  # dither noise on flat areas triples the PNG size
@@ -188,10 +190,6 @@ def render(
     scene = prepare(blend, size, part_colours)
     scene.render.filepath = str(out_png)
     bpy.ops.render.render(write_still=True)
-
-
-def _srgb_to_linear(c: float) -> float:
-    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
 
 def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int = 26) -> None:

@@ -13,10 +13,14 @@ from .contract import (
     ProgressEvent,
 )
 from .errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, PartCrafterError
+from .params import MAX_SEED, QUALITY_ITEMS, GenerationParams, InvalidParameter
 from .registry import DEFAULT_ENGINE, create_engine, engine_names, register_engine, unregister_engine
+from .run import run_engine
 
 __all__ = [
     "MAX_PARTS",
+    "MAX_SEED",
+    "QUALITY_ITEMS",
     "Availability",
     "CancelToken",
     "Cancelled",
@@ -25,9 +29,11 @@ __all__ = [
     "EngineFailed",
     "EngineUnavailable",
     "FailedPart",
+    "GenerationParams",
     "GenerationRequest",
     "GenerationResult",
     "InputImageError",
+    "InvalidParameter",
     "PartCrafterError",
     "PartMesh",
     "ProgressCallback",
@@ -35,5 +41,6 @@ __all__ = [
     "create_engine",
     "engine_names",
     "register_engine",
+    "run_engine",
     "unregister_engine",
 ]

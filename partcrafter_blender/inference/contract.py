@@ -17,37 +17,34 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from .errors import Cancelled
+from .params import MAX_PARTS, GenerationParams  # noqa: F401  (MAX_PARTS re-exported)
 
-MAX_PARTS = 16
 
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One image in, N parts out.
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest(GenerationParams):
+    """One image in, N parts out, with the generation parameters (see params.py).
 
     `image` is decoded RGBA uint8 pixels (H, W, 4), top row first. `image_sha256`
     is the hash of the bytes the user chose (file or re-encoded Blender image), kept
     for provenance. `num_parts=None` means Auto (the engine decides and says so).
+    `options` are engine-specific settings (device, weights folder, ...), not parameters.
     """
 
     image: np.ndarray
     image_name: str = "image"
     image_sha256: str = ""
-    num_parts: int | None = None
-    seed: int = 0
-    steps: int = 50
-    guidance: float = 7.0
-    quality: str = "standard"  # "draft" | "standard" | "high": engine-specific resolution knob
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         img = self.image
         if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4):
             raise ValueError("GenerationRequest.image must be an RGBA uint8 array of shape (H, W, 4)")
-        if self.num_parts is not None and not (1 <= self.num_parts <= MAX_PARTS):
-            raise ValueError(f"num_parts must be between 1 and {MAX_PARTS}, or None for Auto")
-        if self.quality not in ("draft", "standard", "high"):
-            raise ValueError("quality must be 'draft', 'standard' or 'high'")
+        super().__post_init__()
+
+    @classmethod
+    def from_params(cls, params: GenerationParams, **rest: Any) -> GenerationRequest:
+        """`params` plus the image and the rest of the request's fields."""
+        return cls(**params.to_wire(), **rest)
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,28 @@ class EngineFailed(PartCrafterError):
 class Cancelled(PartCrafterError):
     def __init__(self, message: str = "Cancelled by the user.") -> None:
         super().__init__(message)
+
+
+# The stable code of each error that crosses a process boundary: the engine worker's
+# protocol and the server's job error codes (docs/api.md) both use these. An error
+# without a code is a bug in an engine, reported by each side in its own words.
+ERROR_CODES: dict[type[PartCrafterError], str] = {
+    Cancelled: "canceled",
+    InputImageError: "invalid_image",
+    EngineUnavailable: "engine_unavailable",
+    EngineFailed: "engine_failed",
+}
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The code of `exc`'s class, or of the nearest class in ERROR_CODES it derives from."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_CODES:
+            return ERROR_CODES[cls]  # type: ignore[index]
+    return None
+
+
+def error_from_code(code: str, message: str) -> PartCrafterError:
+    """The error a code stands for (EngineFailed for one this version does not know)."""
+    cls = next((c for c, known in ERROR_CODES.items() if known == code), EngineFailed)
+    return cls(message)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .contract import PartMesh
 from .errors import PartCrafterError
+from .srgb import linear_to_srgb, srgb_to_linear
 
 _GLB_MAGIC = 0x46546C67
 _CHUNK_JSON = 0x4E4F534A
@@ -98,6 +100,17 @@ def read_glb(data: bytes, name: str = "GLB") -> list[PartMesh]:
         raise
     except (KeyError, IndexError, TypeError, ValueError, struct.error) as exc:
         raise GLBError(f"{name} is not a valid multi-part GLB ({exc}).") from exc
+
+
+def read_glb_extras(data: bytes) -> dict[str, Any]:
+    """The default scene's `extras` (the provenance write_glb stores), or {} when there are none
+    or the GLB cannot be read (read_glb reports why)."""
+    try:
+        gltf, _binary = _split_chunks(data)
+        extras = gltf["scenes"][gltf.get("scene", 0)].get("extras", {})
+    except (GLBError, KeyError, IndexError, TypeError, AttributeError, ValueError, struct.error):
+        return {}
+    return extras if isinstance(extras, dict) else {}
 
 
 def read_glb_file(path: str | Path) -> list[PartMesh]:
@@ -221,11 +234,10 @@ def _mesh_part(gltf: dict, binary: bytes, node: dict, world: np.ndarray, index: 
     return PartMesh(name=name, vertices=v.astype(np.float32), faces=np.concatenate(faces).astype(np.int32), color=color)
 
 
-def _srgb_to_linear(c: list[float]) -> list[float]:
-    rgb = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c[:3]]
-    return [round(x, 6) for x in rgb] + [float(c[3]) if len(c) > 3 else 1.0]
+def _srgb_to_linear(c: tuple[float, ...]) -> list[float]:
+    """An sRGB colour as a glTF base colour factor (linear, alpha kept)."""
+    return [round(float(x), 6) for x in srgb_to_linear(c[:3])] + [float(c[3]) if len(c) > 3 else 1.0]
 
 
 def _linear_to_srgb(c: list[float]) -> list[float]:
-    rgb = [x * 12.92 if x <= 0.0031308 else 1.055 * x ** (1 / 2.4) - 0.055 for x in c[:3]]
-    return rgb + [float(c[3]) if len(c) > 3 else 1.0]
+    return [float(x) for x in linear_to_srgb(c[:3])] + [float(c[3]) if len(c) > 3 else 1.0]

@@ -10,11 +10,17 @@ A subclass implements:
 Progress reaches the status bar and the panel through `WindowManager.partcrafter_job`
 (a JobState). The state is cleared in `finally` on every path, including a worker
 that raises and Blender aborting the operator.
+
+The modal branch's logic is `modal_step(runner, event, state)`: a plain function of the
+runner, the kind of event (timer, Esc, anything else) and the JobState, which needs no
+window (tests drive it with real bpy); `modal()` only adds the redraws and the conclusion.
 """
 
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable
 
 import bpy
@@ -104,25 +110,19 @@ class JobOperatorMixin:
             return {"RUNNING_MODAL"}
         try:
             runner.run_blocking()
-            self._apply(context, runner.drain())
+            apply_progress(job_state(context), runner.drain())
             return self._conclude(context, runner)
         finally:
             self._end(context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         runner = self._runner
-        if runner is None:  # state lost (add-on reloaded): nothing left to watch
-            return {"CANCELLED"}
-        if event.type == "ESC" and event.value == "PRESS" and not runner.done:
-            self._request_cancel(context, runner)
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        self._apply(context, runner.drain())
-        if runner.cancelled and not job_state(context).cancelling:
-            self._request_cancel(context, runner)  # the panel's Cancel button
-        if not runner.done:
-            return {"PASS_THROUGH"}
+        step = modal_step(runner, event_kind(event), job_state(context))
+        if step.redraw:
+            _tag_redraw(context)
+        if step.result is not None:
+            return step.result
+        assert runner is not None  # modal_step ends a job only when there is one
         try:
             return self._conclude(context, runner)
         finally:
@@ -157,24 +157,6 @@ class JobOperatorMixin:
         reset_state(context)
         _tag_redraw(context)
 
-    def _request_cancel(self, context: bpy.types.Context, runner: JobRunner) -> None:
-        runner.cancel()
-        state = job_state(context)
-        state.cancelling = True
-        state.message = "Cancelling…"
-        _tag_redraw(context)
-
-    def _apply(self, context: bpy.types.Context, events: list[ProgressEvent]) -> None:
-        if not events:
-            return
-        state = job_state(context)
-        last = events[-1]
-        state.stage = last.stage
-        state.fraction = min(1.0, max(0.0, float(last.fraction)))
-        if not state.cancelling:
-            state.message = last.message or last.stage.capitalize()
-        _tag_redraw(context)
-
     def _conclude(self, context: bpy.types.Context, runner: JobRunner) -> set[str]:
         """Report the worker's outcome and, on success, import on the main thread."""
         state = job_state(context)
@@ -197,6 +179,68 @@ class JobOperatorMixin:
             state.last_result = f"Unexpected error: {error}"
             self.report({"ERROR"}, f"Unexpected error ({type(error).__name__}: {error}); details are in the system console.")
         return {"CANCELLED"}
+
+
+class Event(Enum):
+    """What the modal handler was called for, as far as a job cares."""
+
+    TIMER = "timer"  # time to drain progress and look at the worker
+    ESC = "esc"  # Esc pressed: cancel
+    OTHER = "other"  # anything else: not ours, pass it through
+
+
+def event_kind(event: bpy.types.Event) -> Event:
+    if event.type == "TIMER":
+        return Event.TIMER
+    if event.type == "ESC" and event.value == "PRESS":
+        return Event.ESC
+    return Event.OTHER
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one modal call decided: `result` to return to Blender, or None when the job
+    has ended and must be concluded (import or report, then release the slot)."""
+
+    result: set[str] | None
+    redraw: bool = False
+
+
+def modal_step(runner: JobRunner | None, event: Event, state: Any) -> Step:
+    """The modal branch without a window: Esc and the panel's Cancel request a cancel,
+    a timer drains progress into `state` (a JobState), and a finished worker ends the job."""
+    if runner is None:  # state lost (add-on reloaded): nothing left to watch
+        return Step({"CANCELLED"})
+    if event is Event.ESC and not runner.done:
+        request_cancel(runner, state)
+        return Step({"RUNNING_MODAL"}, redraw=True)
+    if event is not Event.TIMER:
+        return Step({"PASS_THROUGH"})
+    redraw = apply_progress(state, runner.drain())
+    if runner.cancelled and not state.cancelling:  # the panel's Cancel button
+        request_cancel(runner, state)
+        redraw = True
+    if not runner.done:
+        return Step({"PASS_THROUGH"}, redraw)
+    return Step(None, redraw)
+
+
+def request_cancel(runner: JobRunner, state: Any) -> None:
+    runner.cancel()
+    state.cancelling = True
+    state.message = "Cancelling…"
+
+
+def apply_progress(state: Any, events: list[ProgressEvent]) -> bool:
+    """Show the latest of `events` in `state`; True when something changed."""
+    if not events:
+        return False
+    last = events[-1]
+    state.stage = last.stage
+    state.fraction = min(1.0, max(0.0, float(last.fraction)))
+    if not state.cancelling:
+        state.message = last.message or last.stage.capitalize()
+    return True
 
 
 def reset_state(context: bpy.types.Context | None = None) -> None:

@@ -6,20 +6,20 @@ from typing import Any, Callable
 
 import bpy
 
-from ..generation import GenerationOutcome, GenerationSettings, ImageInput, engine_factory, provenance, run_generation
-from ..inference import MAX_PARTS, InputImageError
+from ..generation import GenerationOutcome, ImageInput, provenance, run_generation
+from ..inference import GenerationParams, InputImageError
+from ..inference.params import param_specs
+from ..param_props import unstored, with_param_properties
 from ..preferences import engine_options, get_preferences
 from ..scene.build import build_parts, part_objects
 from ..scene.sources import image_input_from_blender
-from ..ui.settings import QUALITY_ITEMS
+from ..server_backend import AfterImport, engine_for, server_poll_problem, uses_server
+from ..ui.settings import AUTO_TOGGLES
 from ._job_mixin import JobOperatorMixin, job_state
 from ._select import select_result
-from .server_consent import finish_remote_import, server_engine, server_poll_problem, uses_server
-
-# Operator properties a caller did not set are taken from the panel's scene settings.
-_FROM_SETTINGS = ("seed", "quality", "steps", "guidance")
 
 
+@with_param_properties()  # num_parts, seed, steps, ... (inference/params.py); 0 parts is Auto
 class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
     """Generate a 3D model made of separate parts from one reference image"""
 
@@ -35,11 +35,6 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
     image_name: bpy.props.StringProperty(
         name="Blender Image", description="Name of an image already loaded in Blender (instead of a file)", options={"SKIP_SAVE"}
     )
-    num_parts: bpy.props.IntProperty(name="Parts", description="Number of parts; 0 for Auto", default=0, min=0, max=MAX_PARTS)
-    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
-    steps: bpy.props.IntProperty(name="Steps", default=50, min=1, max=200)
-    guidance: bpy.props.FloatProperty(name="Guidance", default=7.0, min=0.0, max=20.0)
-    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
     engine: bpy.props.StringProperty(name="Engine", description="Engine name; empty for the one set in Preferences")
     size: bpy.props.FloatProperty(
         name="Size", description="Largest dimension; 0 for the Preferences' import size", default=0.0, min=0.0, unit="LENGTH"
@@ -57,6 +52,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
 
     _size: float = 0.0
     _location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    _after_import: AfterImport | None = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -76,6 +72,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         return self.execute(context)
 
     def _take_panel_settings(self, context: bpy.types.Context) -> None:
+        """Parameters a caller did not set are taken from the panel's scene settings."""
         settings = context.scene.partcrafter
         is_set = self.properties.is_property_set
         if not is_set("filepath") and not is_set("image_name"):
@@ -83,37 +80,23 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
                 self.image_name = settings.image.name
             elif settings.source == "FILE" and settings.image_path:
                 self.filepath = settings.image_path
-        if not is_set("num_parts"):
-            self.num_parts = 0 if settings.auto_parts else settings.num_parts
-        for name in _FROM_SETTINGS:
+        for name in param_specs():
             if not is_set(name):
-                setattr(self, name, getattr(settings, name))
+                auto = AUTO_TOGGLES.get(name)
+                setattr(self, name, 0 if auto and getattr(settings, auto) else getattr(settings, name))
+
+    def params(self) -> GenerationParams:
+        return GenerationParams(**{name: unstored(name, getattr(self, name)) for name in param_specs()})
 
     def job_prepare(self, context: bpy.types.Context) -> Callable[..., GenerationOutcome]:
         prefs = get_preferences(context)
-        engine_name = self.engine or prefs.engine
         self._size = self.size or prefs.import_size
         self._location = tuple(context.scene.cursor.location)
         image = self._image_input()
+        params = self.params()
         options = engine_options(prefs)
-        settings = GenerationSettings(
-            num_parts=self.num_parts or None,
-            seed=self.seed,
-            steps=self.steps,
-            guidance=self.guidance,
-            quality=self.quality,
-            options=options,
-        )
-        if uses_server(context):
-            engine = server_engine(self, context)
-
-            def work(progress: Any, cancel: Any) -> GenerationOutcome:
-                with engine:  # its connections close when the job ends, however it ends
-                    return run_generation(image, settings, lambda: engine, progress, cancel)
-
-            return work
-        make_engine = engine_factory(engine_name, bpy.path.abspath(prefs.python_executable), options)
-        return lambda progress, cancel: run_generation(image, settings, make_engine, progress, cancel)
+        make_engine, self._after_import = engine_for(self, context, self.engine or prefs.engine, options)
+        return lambda progress, cancel: run_generation(image, params, make_engine, progress, cancel, options)
 
     def _image_input(self) -> ImageInput:
         if self.image_name:
@@ -127,9 +110,10 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
 
     def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
         result = outcome.result
-        collection, server_warning = import_outcome(context, outcome, self._size, self._location)
-        if server_warning:
-            self.report({"WARNING"}, server_warning)
+        collection = import_outcome(context, outcome, self._size, self._location)
+        warning = self._after_import(context, result) if self._after_import else ""
+        if warning:
+            self.report({"WARNING"}, warning)
         summary = f"{collection.name}: {len(part_objects(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
         job_state(context).last_result = summary
         if result.failed_parts:
@@ -141,10 +125,8 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
 
 def import_outcome(
     context: bpy.types.Context, outcome: GenerationOutcome, size: float, location: tuple[float, float, float]
-) -> tuple[bpy.types.Collection, str]:
-    """Main thread: build the parts into the scene and select them; then, for a server
-    job, delete the server copy (unless kept) and forget the pending job. Returns the
-    collection and a warning to show, or ""."""
+) -> bpy.types.Collection:
+    """Main thread: build the parts into the scene, with their provenance, and select them."""
     collection = build_parts(
         outcome.result.parts,
         collection_name=outcome.image.name,
@@ -154,7 +136,7 @@ def import_outcome(
         parent_collection=context.scene.collection,
     )
     select_result(context, collection)
-    return collection, finish_remote_import(context, outcome.result)
+    return collection
 
 
 classes = (PARTCRAFTER_OT_generate,)

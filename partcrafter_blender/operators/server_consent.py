@@ -1,125 +1,38 @@
-"""The server backend inside Blender: settings, the consent gate, and the consent dialog.
+"""The consent operators of the server backend: the check and the dialog.
 
-The generate operator calls `server_engine()` from its job_prepare when the
-backend is Server. It returns the engine when consent is given: the operator's
-`consent_upload` (headless runs) or the policy version a consent dialog agreed to.
-Otherwise, with the interface, it starts the consent check and raises `ConsentPending`;
-without the interface it refuses and sends nothing.
-
-The consent check (`partcrafter.server_consent_check`) is a job like generation: the
-policy request and the image minimisation run on the worker thread, so the interface
-stays responsive (and Esc cancels). Back on the main thread it either runs generate
-again under a standing consent, or opens the consent dialog. The dialog records Accept
-or Decline in the ledger; Accept re-runs generate with the consented policy version
-and image hash, Decline sends nothing.
+`server_backend.engine_for` starts the consent check (`partcrafter.server_consent_check`)
+when generation needs consent. The check is a job like generation: the policy request
+and the image minimisation run on the worker thread, so the interface stays responsive
+(and Esc cancels). Back on the main thread it either runs generate again under a
+standing consent, or opens the consent dialog. The dialog records Accept or Decline in
+the ledger; Accept re-runs generate with the consented policy version and image hash,
+Decline sends nothing. Generate's own arguments travel through both as JSON.
 """
 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import bpy
 
 from ..generation import ImageInput
-from ..inference import Cancelled, GenerationResult, InputImageError, PartCrafterError, ProgressEvent
+from ..inference import InputImageError, PartCrafterError, ProgressEvent
 from ..inference.images import LoadedImage
 from ..preferences import get_preferences
-from ..remote.client import ServerClient
 from ..remote.consent import ConsentLedger
-from ..remote.endpoint import online_access_problem, parse_server_url, resolve_api_key
-from ..remote.engine import RemoteEngine
-from ..remote.errors import InvalidServerURL
 from ..remote.gate import (
     POLICY_TIMEOUT,
     RESULT_RETENTION_CHOICES,
     RESULT_RETENTION_ITEMS,
     ConsentQuestion,
-    ServerConfig,
     connect,
     consent_question,
     headless_refusal,
-    remote_engine,
 )
-from ..remote.keystore import load_key
-from ..remote.userdir import server_user_dir
 from ..scene.sources import image_input_from_blender
+from ..server_backend import HEADLESS_FLAG, interactive, ops_error_text, replayable_properties, server_config, server_dir
 from ._job_mixin import JobOperatorMixin
-
-GENERATE_ARGS = ("filepath", "image_name", "num_parts", "seed", "steps", "guidance", "quality", "engine", "size")
-HEADLESS_FLAG = "consent_upload=True (operator) or --consent-upload (command line)"
-
-
-class ConsentPending(Cancelled):
-    """Generation handed over to the consent check (and maybe the dialog); nothing has been sent."""
-
-
-def server_config(context: bpy.types.Context | None = None, with_key: bool = True) -> ServerConfig:
-    prefs = get_preferences(context)
-    server = getattr(prefs, "server", None) or SimpleNamespace(
-        url="", ca_bundle="", engine="", ask_every_time=False, keep_on_server=False, result_retention="SERVER"
-    )
-    return ServerConfig(
-        url=server.url,
-        api_key=load_key(server_user_dir()) if with_key else "",
-        ca_bundle=bpy.path.abspath(server.ca_bundle) if server.ca_bundle else "",
-        engine=server.engine,
-        ask_every_time=server.ask_every_time,
-        keep_on_server=server.keep_on_server,
-        result_retention_minutes=RESULT_RETENTION_CHOICES[server.result_retention][1],
-    )
-
-
-def uses_server(context: bpy.types.Context | None = None) -> bool:
-    return get_preferences(context).backend == "SERVER"
-
-
-def server_poll_problem(context: bpy.types.Context) -> str | None:
-    """Why a job that talks to the server cannot start now (for operators' poll)."""
-    try:
-        endpoint = parse_server_url(server_config(context, with_key=False).url)
-    except InvalidServerURL as exc:
-        return str(exc)
-    return online_access_problem(endpoint, bool(bpy.app.online_access))
-
-
-def connect_from_preferences(context: bpy.types.Context | None = None, url: str = "") -> ServerClient:
-    """A client for the preferences' server (or `url`, e.g. a pending job's server), same key and rules."""
-    config = server_config(context)
-    if url:
-        config = ServerConfig(**{**config.__dict__, "url": url})
-    return connect(config, bool(bpy.app.online_access))
-
-
-def interactive(context: bpy.types.Context) -> bool:
-    """A person is there to answer a dialog (not --background, not a window-less call)."""
-    return not bpy.app.background and context.window is not None
-
-
-def server_engine(op: Any, context: bpy.types.Context) -> RemoteEngine:
-    """Main thread, from the generate operator's job_prepare. See the module docstring."""
-    config = server_config(context)
-    directory = server_user_dir()
-    client = connect(config, bool(bpy.app.online_access))
-    if op.consent_upload:
-        return remote_engine(client, config, directory, consent_via="operator property consent_upload")
-    if op.consent_policy_version:
-        return remote_engine(
-            client,
-            config,
-            directory,
-            policy_version=op.consent_policy_version,
-            consented_sha256=op.consent_sha256 or None,
-        )
-    if not interactive(context):
-        raise headless_refusal(client.host, HEADLESS_FLAG)
-    args = {name: getattr(op, name) for name in GENERATE_ARGS}
-    try:
-        bpy.ops.partcrafter.server_consent_check("INVOKE_DEFAULT", generate_args=json.dumps(args))
-    except RuntimeError as exc:  # it could not start (e.g. the image is missing); it said why
-        raise PartCrafterError(ops_error_text(exc)) from None
-    raise ConsentPending(f"Checking your consent for {client.host} first; nothing has been sent yet.")
 
 
 def image_loader(args: dict[str, Any]) -> Callable[[], LoadedImage]:
@@ -137,12 +50,13 @@ def image_loader(args: dict[str, Any]) -> Callable[[], LoadedImage]:
 
 
 def generate_args(text: str) -> dict[str, Any]:
-    """The generate arguments handed through an operator property, only the known ones."""
+    """The generate arguments handed through an operator property, only the generate operator's own."""
     try:
         data = json.loads(text or "{}")
     except ValueError:
         data = {}
-    return {k: v for k, v in data.items() if k in GENERATE_ARGS} if isinstance(data, dict) else {}
+    known = set(replayable_properties(bpy.ops.partcrafter.generate.get_rna_type()))
+    return {k: v for k, v in data.items() if k in known} if isinstance(data, dict) else {}
 
 
 def run_generate(context: bpy.types.Context, args: dict[str, Any], **consent: str) -> set[str]:
@@ -185,24 +99,6 @@ def call_next(op: bpy.types.Operator, step: Callable[[], set[str]]) -> set[str]:
     except RuntimeError as exc:
         op.report({"ERROR"}, ops_error_text(exc))
     return {"CANCELLED"}
-
-
-def ops_error_text(exc: RuntimeError) -> str:
-    """The report text inside the RuntimeError that bpy.ops raises for an error report."""
-    return str(exc).strip().removeprefix("Error:").strip()
-
-
-def finish_remote_import(context: bpy.types.Context, result: GenerationResult) -> str:
-    """After the import: delete the server copy unless kept, forget the pending job."""
-    if result.metadata.get("backend") != "server":
-        return ""
-    config = server_config(context)
-    try:
-        client = ServerClient(str(result.metadata["server"]), resolve_api_key(config.api_key), ca_bundle=config.ca_bundle)
-    except InvalidServerURL as exc:
-        return str(exc)
-    with remote_engine(client, config, server_user_dir()) as engine:
-        return engine.finish(result)
 
 
 class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
@@ -289,17 +185,9 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         self._record(False)
 
     def _record(self, accepted: bool) -> None:
-        ConsentLedger(server_user_dir()).record(
-            host=self.host,
-            server=self.server,
-            policy_version=self.policy_version,
-            decision="accepted" if accepted else "declined",
-            sha256=self.sha256,
-            width=self.width,
-            height=self.height,
-            size=self.size,
-            via="ask-every-time dialog" if self.ask_every_time else "dialog",
-        )
+        via = "ask-every-time dialog" if self.ask_every_time else "dialog"
+        decision = "accepted" if accepted else "declined"
+        ConsentLedger(server_dir()).record_image(decision, self.host, self.server, self.policy_version, self, via)
 
 
 class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
@@ -324,7 +212,7 @@ class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
         load = image_loader(generate_args(self.generate_args))
         config = server_config(context)
         client = connect(config, bool(bpy.app.online_access), POLICY_TIMEOUT)
-        ledger = ConsentLedger(server_user_dir())
+        ledger = ConsentLedger(server_dir())
         self._ask_every_time = config.ask_every_time
 
         def work(progress: Any, cancel: Any) -> tuple[ConsentQuestion, bool]:

@@ -12,7 +12,7 @@ from ..inference import PartCrafterError, ProgressEvent
 from ..remote.client import ServerClient
 from ..remote.endpoint import parse_server_url
 from ._job_mixin import JobOperatorMixin, job_state
-from .server_consent import connect_from_preferences, interactive, server_config, server_poll_problem
+from ..server_backend import connect_from_preferences, interactive, server_config, server_poll_problem
 
 # The last /v1/me answer per server, for the panel (runtime only, never saved).
 my_data: dict[str, dict[str, Any]] = {}

@@ -14,17 +14,15 @@ from ..inference import ProgressEvent
 from ..inference.images import LoadedImage
 from ..preferences import get_preferences
 from ..remote.errors import RemoteError
-from ..remote.gate import remote_engine
 from ..remote.pending import PendingJob, PendingJobs
-from ..remote.userdir import server_user_dir
 from ..scene.build import part_objects
+from ..server_backend import finish_remote_import, pending_job_engine, server_dir
 from ._job_mixin import JobOperatorMixin, job_state
 from .generate import import_outcome
-from .server_consent import connect_from_preferences, server_config
 
 
 def _pending(server: str, job_id: str) -> PendingJob:
-    job = PendingJobs(server_user_dir()).get(server, job_id)
+    job = PendingJobs(server_dir()).get(server, job_id)
     if job is None:
         raise RemoteError(f"Job {job_id} is no longer in the list of unfinished jobs.")
     return job
@@ -52,8 +50,7 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
 
     def job_prepare(self, context: bpy.types.Context) -> Callable[..., GenerationOutcome]:
         pending = _pending(self.server, self.job_id)
-        client = connect_from_preferences(context, url=pending.server)
-        engine = remote_engine(client, server_config(context), server_user_dir(), policy_version=pending.policy_version)
+        engine = pending_job_engine(context, pending)
         self._pending_job = pending
         self._size = get_preferences(context).import_size
         self._location = tuple(context.scene.cursor.location)
@@ -67,6 +64,7 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
             return GenerationOutcome(
                 result=result,
                 image=image,
+                params=pending.params,
                 job_id=pending.job_id,
                 created=pending.submitted_at,
                 seconds=time.perf_counter() - started,
@@ -77,7 +75,8 @@ class PARTCRAFTER_OT_server_resume(JobOperatorMixin, bpy.types.Operator):
         return work
 
     def job_finish(self, context: bpy.types.Context, outcome: GenerationOutcome) -> None:
-        collection, warning = import_outcome(context, outcome, self._size, self._location)
+        collection = import_outcome(context, outcome, self._size, self._location)
+        warning = finish_remote_import(context, outcome.result)
         summary = f"{collection.name}: {len(part_objects(collection))} parts from server job {outcome.job_id}"
         job_state(context).last_result = summary
         self.report({"WARNING"} if warning else {"INFO"}, warning or summary)
@@ -101,12 +100,11 @@ class PARTCRAFTER_OT_server_cancel_job(JobOperatorMixin, bpy.types.Operator):
 
     def job_prepare(self, context: bpy.types.Context) -> Callable[..., str]:
         pending = _pending(self.server, self.job_id)
-        client = connect_from_preferences(context, url=pending.server)
-        engine = remote_engine(client, server_config(context), server_user_dir(), policy_version=pending.policy_version)
+        engine = pending_job_engine(context, pending)
 
         def work(progress: Any, _cancel: Any) -> str:
             with engine:
-                progress(ProgressEvent("cancel", 0.1, f"Cancelling job {pending.job_id} on {client.host}"))
+                progress(ProgressEvent("cancel", 0.1, f"Cancelling job {pending.job_id} on {engine.client.host}"))
                 return engine.cancel_on_server(pending.job_id)
 
         return work

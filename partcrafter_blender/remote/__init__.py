@@ -1,7 +1,8 @@
 """The server backend: talk to a PartCrafter inference server instead of a local engine.
 
-Everything in this package imports without bpy; the Blender operators and panels in
-`operators/server_*.py` and `ui/server_*.py` are thin layers over it.
+Everything in this package imports without bpy (no module here imports a Blender
+one); `server_backend.py` is its Blender glue, and the operators and panels in
+`operators/server_*.py` and `ui/server_*.py` are thin layers over that.
 """
 
 from .client import Job, Policy, ServerClient

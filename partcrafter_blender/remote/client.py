@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
+from ..api_v1 import FINISHED_STATES
 from ..inference.contract import CancelToken
 from ..inference.errors import Cancelled
 from .endpoint import API_KEY_ENV, Endpoint, parse_server_url
@@ -47,7 +48,6 @@ MAX_RESULT_BYTES = 512 * 1024 * 1024
 MAX_EXPORT_BYTES = 4 * 1024 * 1024 * 1024
 _CHUNK = 64 * 1024
 USER_AGENT = "PartCrafter-for-Blender"
-TERMINAL_STATES = ("succeeded", "failed", "canceled", "expired")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL_STATES
+        return self.status in FINISHED_STATES
 
     @classmethod
     def from_json(cls, data: dict[str, Any], retry_after: float | None = None) -> Job:
@@ -345,105 +345,44 @@ class ServerClient:
         return ServerUnreachable(f"Cannot connect to the server {host}. Check the URL and your network.")
 
     def _http_error(self, resp: requests.Response, job_id: str) -> RemoteError:
+        """The error for a refused request, chosen by the answer's stable `code` (docs/api.md),
+        or by its status where the answer is not the server's (a proxy, another program)."""
         status = resp.status_code
-        host = self.host
-        problem = _problem(resp)
-        code = str(problem.get("code") or "")
-        detail = self._clean(str(problem.get("detail") or problem.get("title") or ""))
-        said = f": {detail}" if detail else "."
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if 300 <= status < 400:
             where = self._clean(resp.headers.get("Location", ""))
             return ServerFailed(
-                f"The server {host} answered with a redirect ({status}) to {where or 'another address'}; "
+                f"The server {self.host} answered with a redirect ({status}) to {where or 'another address'}; "
                 "PartCrafter does not follow redirects. Put the final address in the Server URL.",
                 status=status,
             )
-        if status == 401:
-            return AuthFailed(
-                f"The server {host} did not accept the API key (401). Check the key in the PartCrafter "
-                f"preferences or the {API_KEY_ENV} environment variable.",
-                status=status,
-                code=code,
-            )
-        if status == 403:
-            return AuthFailed(f"The server {host} refused this API key access (403){said}", status=status, code=code)
-        if status == 404:
-            if job_id:
-                return JobNotFound(
-                    f"The server {host} has no job {job_id} for this API key (404): it was deleted, "
-                    "or it was created with another key.",
-                    status=status,
-                    code=code,
-                )
-            return JobNotFound(
-                f"{self.endpoint.base_url} has no PartCrafter API here (404). Check the server URL.",
-                status=status,
-                code=code,
-            )
-        if status == 409 and code == "policy_outdated":
-            current = str(problem.get("current_version") or "")
-            return PolicyOutdated(
-                f"The privacy policy of {host} changed (now version {current or 'unknown'}) since you agreed to it. "
-                "Nothing was uploaded; run again to review the new policy.",
-                current_version=current,
-                code=code,
-            )
-        if status == 409 and code == "processing_restricted":
-            return UploadRejected(
-                f"You restricted processing on {host}, so it accepts no new job; nothing was uploaded. "
-                "Lift the restriction under 'Your Data on This Server' to generate there again.",
-                status=status,
-                code=code,
-            )
-        if status == 409:
-            return ServerFailed(f"The server {host} says the job is not ready yet (409){said}", status=status, code=code)
-        if status == 410:
-            return ResultExpired(
-                f"The result of job {job_id or '?'} on {host} was erased by the server's retention policy (410). "
-                "Run the generation again.",
-                status=status,
-                code=code,
-            )
-        if status == 413:
-            return UploadRejected(f"The server {host} refused the image as too large (413){said}", status=status, code=code)
-        if status == 415:
-            return UploadRejected(
-                f"The server {host} does not accept this kind of file (415){said}", status=status, code=code
-            )
-        if status == 422:
-            return UploadRejected(f"The server {host} rejected the input (422){said}", status=status, code=code)
-        if status == 400:
-            return UploadRejected(f"The server {host} could not read the request (400){said}", status=status, code=code)
-        if status == 428:
-            return ConsentRequired(
-                f"The server {host} requires consent to its privacy policy before an upload (428).",
-                status=status,
-                code=code,
-            )
-        wait = f" Try again in {retry_after:.0f} seconds." if retry_after else " Try again later."
-        if status == 429:
-            return RateLimited(
-                f"The server {host} is limiting requests for this API key (429: too many requests or jobs at once).{wait}",
-                retry_after=retry_after,
-                status=status,
-                code=code,
-            )
-        if status == 503:
-            return RateLimited(
-                f"The server {host} is busy or temporarily unavailable (503{', queue full' if code == 'queue_full' else ''}).{wait}",
-                retry_after=retry_after,
-                status=status,
-                code=code,
-            )
-        if status >= 500:
-            return ServerFailed(
-                f"The server {host} had an internal error ({status}). Try again later; if it keeps happening, "
-                "tell the server's operator.",
-                status=status,
-                code=code,
-            )
-        return ServerFailed(f"Unexpected answer {status} from the server {host}{said}", status=status, code=code)
+        problem = _problem(resp)
+        code = str(problem.get("code") or "")
+        known = code if code in _PROBLEMS else _STATUS_CODES.get(status, "internal_error" if status >= 500 else "")
+        if not known:
+            detail = self._clean(str(problem.get("detail") or problem.get("title") or ""))
+            said = f": {detail}" if detail else "."
+            return ServerFailed(f"Unexpected answer {status} from the server {self.host}{said}", status=status, code=code)
+        if known == "not_found" and not job_id:
+            known = "no_api"
+        cls, text = _PROBLEMS[known]
+        detail = self._clean(str(problem.get("detail") or problem.get("title") or ""))
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        message = text.format(
+            host=self.host,
+            status=status,
+            said=f": {detail}" if detail else ".",
+            job=job_id or "?",
+            base=self.endpoint.base_url,
+            env=API_KEY_ENV,
+            current=self._clean(str(problem.get("current_version") or "")) or "unknown",
+            wait=f" Try again in {retry_after:.0f} seconds." if retry_after else " Try again later.",
+            queue=", queue full" if code == "queue_full" else "",
+        )
+        if cls is PolicyOutdated:
+            return PolicyOutdated(message, current_version=str(problem.get("current_version") or ""), code=code)
+        if cls is RateLimited:
+            return RateLimited(message, retry_after=retry_after, status=status, code=code)
+        return cls(message, status=status, code=code)
 
     def _read_body(self, resp: requests.Response, limit: int, what: str) -> bytes:
         chunks: list[bytes] = []
@@ -485,6 +424,70 @@ class ServerClient:
         if self._key:
             text = text.replace(self._key, "***")
         return text
+
+
+# The server's stable problem codes (docs/api.md) -> the error and what it says. Fields:
+# {host}, {status}, {said} (": detail" or "."), {job}, {base}, {env}, {current}, {wait}, {queue}.
+_PROBLEMS: dict[str, tuple[type[RemoteError], str]] = {
+    "unauthorized": (
+        AuthFailed,
+        "The server {host} did not accept the API key ({status}). Check the key in the PartCrafter preferences "
+        "or the {env} environment variable.",
+    ),
+    "forbidden": (AuthFailed, "The server {host} refused this API key access ({status}){said}"),
+    "not_found": (
+        JobNotFound,
+        "The server {host} has no job {job} for this API key ({status}): it was deleted, or it was created with another key.",
+    ),
+    "no_api": (JobNotFound, "{base} has no PartCrafter API here ({status}). Check the server URL."),
+    "policy_outdated": (
+        PolicyOutdated,
+        "The privacy policy of {host} changed (now version {current}) since you agreed to it. "
+        "Nothing was uploaded; run again to review the new policy.",
+    ),
+    "processing_restricted": (
+        UploadRejected,
+        "You restricted processing on {host}, so it accepts no new job; nothing was uploaded. "
+        "Lift the restriction under 'Your Data on This Server' to generate there again.",
+    ),
+    "not_ready": (ServerFailed, "The server {host} says the job is not ready yet ({status}){said}"),
+    "expired": (
+        ResultExpired,
+        "The result of job {job} on {host} was erased by the server's retention policy ({status}). Run the generation again.",
+    ),
+    "too_large": (UploadRejected, "The server {host} refused the image as too large ({status}){said}"),
+    "unsupported_media_type": (UploadRejected, "The server {host} does not accept this kind of file ({status}){said}"),
+    "invalid_image": (UploadRejected, "The server {host} rejected the input ({status}){said}"),
+    "invalid_parameters": (UploadRejected, "The server {host} rejected the input ({status}){said}"),
+    "bad_request": (UploadRejected, "The server {host} could not read the request ({status}){said}"),
+    "consent_required": (ConsentRequired, "The server {host} requires consent to its privacy policy before an upload ({status})."),
+    "rate_limited": (
+        RateLimited,
+        "The server {host} is limiting requests for this API key ({status}: too many requests or jobs at once).{wait}",
+    ),
+    "queue_full": (RateLimited, "The server {host} is busy or temporarily unavailable ({status}{queue}).{wait}"),
+    "unavailable": (RateLimited, "The server {host} is busy or temporarily unavailable ({status}{queue}).{wait}"),
+    "internal_error": (
+        ServerFailed,
+        "The server {host} had an internal error ({status}). Try again later; if it keeps happening, "
+        "tell the server's operator.",
+    ),
+}
+# An answer without a code we know (a proxy's, an older server's): its status decides.
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "not_ready",
+    410: "expired",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_parameters",
+    428: "consent_required",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 LEDGER_FILE = "consent_ledger.jsonl"
 DECISIONS = ("accepted", "declined", "uploaded", "withdrawn")
@@ -32,6 +33,15 @@ class ConsentEntry:
     height: int
     bytes: int
     via: str  # "dialog", "ask-every-time dialog", "--consent-upload", "operator property", ...
+
+
+class ImageFacts(Protocol):
+    """What the ledger records about an image (an UploadImage, the consent dialog)."""
+
+    sha256: str
+    width: int
+    height: int
+    size: int
 
 
 class ConsentLedger:
@@ -74,6 +84,22 @@ class ConsentLedger:
         finally:
             os.close(fd)
         return entry
+
+    def record_image(
+        self, decision: str, host: str, server: str, policy_version: str, image: ImageFacts, via: str
+    ) -> ConsentEntry:
+        """A decision about one image (the one about to be sent, or shown in the dialog)."""
+        return self.record(
+            host=host,
+            server=server,
+            policy_version=policy_version,
+            decision=decision,
+            sha256=image.sha256,
+            width=image.width,
+            height=image.height,
+            size=image.size,
+            via=via,
+        )
 
     def entries(self) -> list[ConsentEntry]:
         if not self.path.is_file():

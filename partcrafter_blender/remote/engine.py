@@ -11,8 +11,6 @@ up again.
 
 from __future__ import annotations
 
-import json
-import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from ..inference.contract import (
     ProgressEvent,
 )
 from ..inference.errors import Cancelled
-from ..inference.glb import GLBError, read_glb
+from ..inference.glb import GLBError, read_glb, read_glb_extras
 from .client import Job, ServerClient
 from .consent import ConsentLedger
 from .errors import (
@@ -49,6 +47,10 @@ from .pending import PendingJob, PendingJobs
 
 @dataclass(frozen=True)
 class PollSchedule:
+    """How `_poll` waits between status requests. Not urllib3's Retry: that one sleeps
+    inside the request, out of reach of the user's cancel, and a 429's Retry-After may be
+    a minute; here every wait is cut into short slices that check the cancel token."""
+
     first: float = 0.25
     factor: float = 1.5
     cap: float = 5.0
@@ -113,26 +115,14 @@ class RemoteEngine:
         self._check_consent(upload)
         cancel.raise_if_cancelled()
         report(ProgressEvent("upload", 0.02, f"Uploading {upload.width}x{upload.height} PNG ({upload.size:,} bytes) to {self.client.host}"))
-        params = self._params(request)
         job = self.client.submit(
             upload.png,
-            params,
+            self._params(request),
             self.policy_version,
             idempotency_key=str(uuid.uuid4()),
             result_retention_minutes=self.result_retention_minutes,
         )
-        if self.ledger is not None:
-            self.ledger.record(
-                host=self.client.host,
-                server=self.client.endpoint.base_url,
-                policy_version=self.policy_version,
-                decision="uploaded",
-                sha256=upload.sha256,
-                width=upload.width,
-                height=upload.height,
-                size=upload.size,
-                via=f"job {job.id}",
-            )
+        self._record("uploaded", upload, f"job {job.id}")
         pending = PendingJob(
             job_id=job.id,
             server=self.client.endpoint.base_url,
@@ -141,12 +131,8 @@ class RemoteEngine:
             image_name=request.image_name,
             image_sha256=request.image_sha256,
             upload_sha256=upload.sha256,
-            num_parts=request.num_parts,
-            seed=request.seed,
-            steps=request.steps,
-            guidance=request.guidance,
-            quality=request.quality,
             engine=self.server_engine,
+            **request.params.to_wire(),
         )
         if self.pending is not None:
             self.pending.add(pending)
@@ -211,18 +197,7 @@ class RemoteEngine:
             # Explicit consent given up front (--consent-upload, consent_upload=True): record it
             # against the policy the server states now, with the exact image about to be sent.
             self.policy_version = self.client.policy().version
-            if self.ledger is not None:
-                self.ledger.record(
-                    host=host,
-                    server=server,
-                    policy_version=self.policy_version,
-                    decision="accepted",
-                    sha256=upload.sha256,
-                    width=upload.width,
-                    height=upload.height,
-                    size=upload.size,
-                    via=self.consent_via,
-                )
+            self._record("accepted", upload, self.consent_via)
             return
         if not self.policy_version:
             raise ConsentRequired(f"No consent to the privacy policy of {host} is recorded; nothing was sent.")
@@ -235,14 +210,13 @@ class RemoteEngine:
                 "The image changed after you agreed to upload it; nothing was sent. Run again to review it."
             )
 
+    def _record(self, decision: str, upload: UploadImage, via: str) -> None:
+        if self.ledger is not None:
+            where = (self.client.host, self.client.endpoint.base_url)
+            self.ledger.record_image(decision, *where, self.policy_version, upload, via)
+
     def _params(self, request: GenerationRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "num_parts": request.num_parts,
-            "seed": request.seed,
-            "steps": request.steps,
-            "guidance": request.guidance,
-            "quality": request.quality,
-        }
+        params = request.params.to_wire()
         if self.server_engine:
             params["engine"] = self.server_engine
         return params
@@ -283,7 +257,7 @@ class RemoteEngine:
             for i, p in enumerate(job.parts)
             if p.get("status") == "failed"
         ]
-        extras = glb_scene_extras(data)
+        extras = read_glb_extras(data)
         metadata: dict[str, Any] = {
             "backend": "server",
             "server": self.client.endpoint.base_url,
@@ -372,15 +346,3 @@ class RemoteEngine:
         if self.pending is not None:
             self.pending.remove(self.client.endpoint.base_url, job_id)
 
-
-def glb_scene_extras(data: bytes) -> dict[str, Any]:
-    """The scene's `extras` from a GLB's JSON chunk (provenance the server writes), or {}."""
-    try:
-        json_len, json_type = struct.unpack_from("<II", data, 12)
-        if json_type != 0x4E4F534A:
-            return {}
-        gltf = json.loads(data[20 : 20 + json_len].decode("utf-8"))
-        extras = gltf["scenes"][gltf.get("scene", 0)].get("extras", {})
-    except (struct.error, ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return {}
-    return extras if isinstance(extras, dict) else {}

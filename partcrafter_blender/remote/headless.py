@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..inference import GenerationResult
 from .engine import RemoteEngine
@@ -20,11 +21,13 @@ class HeadlessServerRun:
     """Checks URL, online access and the consent flag before anything is sent; the
     engine records the consent (with the image hash) in the ledger as it uploads."""
 
-    def __init__(self, config: ServerConfig, consent_upload: bool, online_access: bool) -> None:
+    def __init__(self, config: ServerConfig, consent_upload: bool, online_access: bool, directory: Path | None = None) -> None:
+        """`directory`: where the ledger and pending jobs go (default: remote/userdir.py's choice)."""
         client = connect(config, online_access)
         if not consent_upload:
             raise headless_refusal(client.host, "--consent-upload")
-        self.engine: RemoteEngine = remote_engine(client, config, server_user_dir(), consent_via="--consent-upload")
+        folder = directory or server_user_dir()
+        self.engine: RemoteEngine = remote_engine(client, config, folder, consent_via="--consent-upload")
 
     def factory(self) -> RemoteEngine:
         return self.engine

@@ -12,11 +12,15 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..inference.params import GenerationParams
+
 PENDING_FILE = "pending_jobs.json"
 
 
-@dataclass(frozen=True)
-class PendingJob:
+@dataclass(frozen=True, kw_only=True)
+class PendingJob(GenerationParams):
+    """A submitted job: where, under which policy, and the parameters it was sent with."""
+
     job_id: str
     server: str  # base URL
     host: str
@@ -24,11 +28,6 @@ class PendingJob:
     image_name: str = "image"
     image_sha256: str = ""
     upload_sha256: str = ""
-    num_parts: int | None = None
-    seed: int = 0
-    steps: int = 50
-    guidance: float = 7.0
-    quality: str = "standard"
     engine: str = ""
     submitted_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -62,7 +61,7 @@ class PendingJobs:
                 continue  # a hand-edited or foreign entry is not a job
             try:
                 jobs.append(PendingJob(**{k: v for k, v in item.items() if k in known}))
-            except TypeError:
+            except (TypeError, ValueError):  # missing fields, or parameters out of their limits
                 continue
         return jobs, False
 

@@ -20,6 +20,7 @@ import bpy
 import numpy as np
 
 from ..inference import PartCrafterError, PartMesh
+from ..inference.srgb import srgb_to_linear
 
 PROP_PREFIX = "partcrafter_"
 
@@ -214,12 +215,8 @@ def _part_colors(parts: Sequence[PartMesh]) -> list[tuple[float, float, float, f
     return out
 
 
-def _srgb_to_linear(c: float) -> float:
-    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-
 def _material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.Material:
-    linear = (*(_srgb_to_linear(x) for x in srgb[:3]), srgb[3] if len(srgb) > 3 else 1.0)
+    linear = (*(float(x) for x in srgb_to_linear(srgb[:3])), srgb[3] if len(srgb) > 3 else 1.0)
     material = bpy.data.materials.new(name)
     material.diffuse_color = linear
     if bpy.app.version < (5, 0, 0):

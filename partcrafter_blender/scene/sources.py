@@ -20,6 +20,7 @@ from ..generation import ImageInput
 from ..inference import InputImageError, PartMesh
 from ..inference.glb import GLBError, read_glb
 from ..inference.images import read_image_file, sniff_format
+from ..inference.srgb import linear_to_srgb
 
 
 @dataclass
@@ -46,9 +47,8 @@ def image_input_from_blender(image: Any) -> ImageInput:
     image.pixels.foreach_get(pixels)
     rgba = pixels.reshape(height, width, 4)[::-1]  # Blender stores the bottom row first
     if image.is_float:
-        rgb = rgba[..., :3]
         rgba = rgba.copy()
-        rgba[..., :3] = np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * np.power(np.clip(rgb, 0, None), 1 / 2.4) - 0.055)
+        rgba[..., :3] = linear_to_srgb(rgba[..., :3])  # float images hold linear values
     return ImageInput(name=name, rgba=np.clip(rgba * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import bpy
 
 from ..generation import engine_label
+from ..inference.params import param_specs
 from ..operators._job_mixin import job_state
 from ..operators.generate import PARTCRAFTER_OT_generate
 from ..preferences import get_preferences
 from ..remote.endpoint import destination_label
+
+# Parameters on the main panel; every other generation parameter is under Advanced.
+MAIN_PARAMS = ("num_parts", "seed", "quality")
 
 
 def draw_progress(layout: bpy.types.UILayout, context: bpy.types.Context) -> bool:
@@ -80,8 +84,9 @@ class PARTCRAFTER_PT_advanced(bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         settings = context.scene.partcrafter
-        layout.prop(settings, "steps")
-        layout.prop(settings, "guidance")
+        for name in param_specs():
+            if name not in MAIN_PARAMS:
+                layout.prop(settings, name)
         layout.operator("partcrafter.import_parts", icon="IMPORT")
         if get_preferences(context).backend == "LOCAL":
             layout.operator("partcrafter.check_local_engine", icon="CHECKMARK")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import bpy
 
-from ..operators.server_consent import server_config, uses_server
 from ..operators.server_data import my_data, summary
 from ..remote.endpoint import parse_server_url
 from ..remote.errors import InvalidServerURL
 from ..remote.pending import PendingJobs
-from ..remote.userdir import server_user_dir
+from ..server_backend import server_config, server_dir, uses_server
 
 
 class _ServerPanel:
@@ -25,10 +24,10 @@ class PARTCRAFTER_PT_server_jobs(_ServerPanel, bpy.types.Panel):
 
     @classmethod
     def poll(cls, _context: bpy.types.Context) -> bool:
-        return bool(PendingJobs(server_user_dir()).list())
+        return bool(PendingJobs(server_dir()).list())
 
     def draw(self, _context: bpy.types.Context) -> None:
-        for job in PendingJobs(server_user_dir()).list():
+        for job in PendingJobs(server_dir()).list():
             row = self.layout.row(align=True)
             row.label(text=f"{job.image_name} on {job.host} ({job.submitted_at[:16].replace('T', ' ')})", icon="TIME")
             op = row.operator("partcrafter.server_resume", text="", icon="IMPORT")

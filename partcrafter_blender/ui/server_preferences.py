@@ -7,6 +7,7 @@ key never lands in userpref.blend or any other .blend file.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bpy
@@ -15,15 +16,21 @@ from ..remote.endpoint import API_KEY_ENV, parse_server_url
 from ..remote.errors import InvalidServerURL
 from ..remote.gate import RESULT_RETENTION_ITEMS
 from ..remote.keystore import load_key, store_key
-from ..remote.userdir import server_user_dir
+
+
+def _key_dir() -> Path:
+    # Imported here: preferences.py imports this module, and server_backend imports preferences.
+    from ..server_backend import server_dir
+
+    return server_dir()
 
 
 def _get_key(_self: Any) -> str:
-    return load_key(server_user_dir())
+    return load_key(_key_dir())
 
 
 def _set_key(_self: Any, value: str) -> None:
-    store_key(server_user_dir(), value)
+    store_key(_key_dir(), value)
 
 
 class ServerSettings(bpy.types.PropertyGroup):

@@ -1,18 +1,20 @@
-"""What the panel remembers per scene: the reference image and generation settings."""
+"""What the panel remembers per scene: the reference image and generation settings.
+
+The parameter properties (parts, seed, steps, ...) come from param_props.py; the panel
+shows Auto parts as a toggle next to a count, so its count has no 0.
+"""
 
 from __future__ import annotations
 
 import bpy
 
-from ..inference import MAX_PARTS
+from ..param_props import with_param_properties
 
-QUALITY_ITEMS = [
-    ("draft", "Draft", "Fastest, coarse meshes"),
-    ("standard", "Standard", "Balanced speed and detail"),
-    ("high", "High", "Finest meshes, slowest"),
-]
+# Panel toggles that stand for a parameter's None (its count is kept for when the toggle is off).
+AUTO_TOGGLES = {"num_parts": "auto_parts"}
 
 
+@with_param_properties(num_parts={"default": 4, "min": 1, "description": "Number of parts"})
 class PARTCRAFTER_PG_settings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
         name="Source",
@@ -25,13 +27,6 @@ class PARTCRAFTER_PG_settings(bpy.types.PropertyGroup):
     image_path: bpy.props.StringProperty(name="Image", description="Reference image (PNG, JPEG or WEBP)", subtype="FILE_PATH")
     image: bpy.props.PointerProperty(name="Image", type=bpy.types.Image, description="Reference image loaded in Blender")
     auto_parts: bpy.props.BoolProperty(name="Auto", description="Let the engine decide how many parts", default=False)
-    num_parts: bpy.props.IntProperty(name="Parts", description="Number of parts", default=4, min=1, max=MAX_PARTS)
-    seed: bpy.props.IntProperty(name="Seed", description="Same seed, same result", default=0, min=0)
-    quality: bpy.props.EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
-    steps: bpy.props.IntProperty(name="Steps", description="Denoising steps (neural engine)", default=50, min=1, max=200)
-    guidance: bpy.props.FloatProperty(
-        name="Guidance", description="How closely to follow the image (neural engine)", default=7.0, min=0.0, max=20.0
-    )
 
 
 classes = (PARTCRAFTER_PG_settings,)

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from .blobs import BlobError
 from .jobs import JobGone, JobService
+from .store import Job
 from .metrics import Metrics
 from .settings import Settings
-from .worker import child_main
+from .worker import Cancel, Done, Failed, Progress, Ready, Run, Sink, child_main
 
 log = logging.getLogger("partcrafter_server.dispatch")
 
@@ -60,7 +61,7 @@ class WorkerSlot:
         proc.start()
         child.close()
         try:
-            ready = parent.poll(120) and parent.recv()[0] == "ready"
+            ready = parent.poll(120) and isinstance(parent.recv(), Ready)
         except (EOFError, OSError):  # it died while starting (e.g. an engine plugin failed to import)
             ready = False
         if not ready:
@@ -99,9 +100,9 @@ class WorkerSlot:
                 time.sleep(1.0)
         self._kill()
 
-    def _run(self, job: dict[str, Any]) -> None:
+    def _run(self, job: Job) -> None:
         service = self.pool.service
-        job_id = job["id"]
+        job_id = job.id
         self.job_id = job_id
         self.cancel_flag.clear()
         try:
@@ -110,10 +111,10 @@ class WorkerSlot:
             except BlobError:
                 service.fail(job_id, self.name, "internal_error", "The stored input could not be read; please submit again.")
                 return
-            params = dict(job["params"])
+            params = dict(job.params)
             blob_id, data_key, path = service.blobs.reserve()  # the worker seals the result itself
             self.result_blob = blob_id
-            self.conn.send(("run", job_id, params, (str(path), blob_id, data_key)))
+            self.conn.send(Run(job_id, params, Sink(str(path), blob_id, data_key)))
             self.conn.send_bytes(pixels)  # raw bytes: no pickling copy of a large payload
             del pixels
             self._watch(job_id, data_key)
@@ -140,17 +141,15 @@ class WorkerSlot:
                     msg = self.conn.recv()
                 except (EOFError, OSError):
                     raise _Lost(f"worker exit code {self._exitcode()}") from None
-                if msg[0] == "progress":
-                    stage, progress, dirty = msg[2], msg[3], True
-                elif msg[0] == "done":
-                    _, _, parts, timings, size, etag = msg
+                if isinstance(msg, Progress):
+                    stage, progress, dirty = msg.stage, msg.fraction, True
+                elif isinstance(msg, Done):
                     blob_id, self.result_blob = self.result_blob, None
-                    ref = service.blobs.adopt(job_id, "result", blob_id, data_key, size)
-                    service.succeed_sealed(job_id, self.name, ref, etag, parts, timings)
+                    ref = service.blobs.adopt(job_id, "result", blob_id, data_key, msg.size)
+                    service.succeed_sealed(job_id, self.name, ref, msg.etag, msg.parts, msg.timings)
                     return
-                elif msg[0] == "error":
-                    _, _, code, message, parts = msg
-                    service.fail(job_id, self.name, code, message, parts)
+                elif isinstance(msg, Failed):
+                    service.fail(job_id, self.name, msg.code, msg.message, msg.parts)
                     return
             elif not self.proc.is_alive():
                 raise _Lost(f"worker exit code {self._exitcode()}")
@@ -168,7 +167,7 @@ class WorkerSlot:
             if self.cancel_flag.is_set():
                 if cancel_sent is None:
                     cancel_sent = now
-                    self.conn.send(("cancel", job_id))
+                    self.conn.send(Cancel(job_id))
                 elif now - cancel_sent > settings.cancel_grace_s:
                     self._kill()  # the engine ignored the cancel
                     service.fail(job_id, self.name, "canceled", "")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from partcrafter_blender.api_v1 import JobStatus
+
 from . import audit
 from .store import Database
 
@@ -96,10 +98,10 @@ def erase(service: JobService, key_id: str) -> tuple[int, list[str]]:
     db = service.db
     erased, running = 0, []
     for job in db.jobs_of(key_id):
-        if service.delete(key_id, job["id"], event="job.erased") is not None:
+        if service.delete(key_id, job.id, event="job.erased") is not None:
             erased += 1
-            if job["status"] == "running":
-                running.append(job["id"])
+            if job.status == JobStatus.RUNNING:
+                running.append(job.id)
     with db.write() as con:
         con.execute("DELETE FROM holders WHERE key_id=?", (key_id,))
         audit.append(db, con, service.clock(), "me.erased")

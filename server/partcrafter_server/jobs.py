@@ -10,16 +10,34 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
+
+from partcrafter_blender.api_v1 import FINISHED_STATES, JobStatus
 
 from . import audit
 from .blobs import BlobRef, BlobStore
 from .clock import Clock
 from .metrics import Metrics
 from .settings import Settings
-from .store import FINISHED, Database
+from .store import Database, Job
 
 DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a running job ends: the columns `JobService._end` writes besides the bookkeeping."""
+
+    status: JobStatus
+    stage: str
+    parts: list[dict[str, Any]]
+    progress: float | None = None  # None: as it was
+    error_code: str | None = None
+    error_message: str | None = None
+    result: BlobRef | None = None
+    etag: str | None = None
+    expires_at: float | None = None
 
 
 class JobGone(Exception):
@@ -39,10 +57,6 @@ class JobService:
             self.blobs.unlink(blob_ids)
             self.metrics.inc("partcrafter_blobs_shredded_total", len(blob_ids), owner=owner)
 
-    @staticmethod
-    def _blob_ids(job: dict[str, Any]) -> list[str]:
-        return [b for b in (job.get("input_blob"), job.get("result_blob")) if b]
-
     # --- API side ----------------------------------------------------------------
     def find_idempotent(self, owner: str, idem_key: str) -> dict[str, Any] | None:
         return self.db.one("SELECT request_hash, job_id FROM idempotency WHERE owner=? AND idem_key=?", (owner, idem_key))
@@ -55,7 +69,7 @@ class JobService:
         policy_version: str,
         idem: tuple[str, str] | None = None,
         result_retention_s: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Job:
         """Queue a job; `result_retention_s` is a shorter result retention the client asked for."""
         now = self.clock()
         job_id = "job_" + secrets.token_hex(12)
@@ -90,32 +104,32 @@ class JobService:
             self.blobs.unlink([ref.blob_id])
             raise
         self.metrics.inc("partcrafter_jobs_submitted_total", owner=owner)
-        return self.db.job(job_id)  # type: ignore[return-value]
+        return self.db.job(job_id)  # type: ignore[return-value]  (just written)
 
-    def request_cancel(self, owner: str, job_id: str) -> tuple[dict[str, Any] | None, bool]:
+    def request_cancel(self, owner: str, job_id: str) -> tuple[Job | None, bool]:
         """Returns (job, whether a running worker must be told)."""
         now = self.clock()
         with self.db.write() as con:
             job = self.db.job(job_id, owner)
-            if job is None or job["status"] in FINISHED:
+            if job is None or job.status in FINISHED_STATES:
                 return job, False
-            if job["status"] == "queued":
+            if job.status == "queued":
                 con.execute(
                     "UPDATE jobs SET status='canceled', stage='canceled', finished_at=?, input_blob=NULL, input_deleted_at=? WHERE id=?",
                     (now, now, job_id),
                 )
-                self.blobs.forget_keys(con, self._blob_ids(job))
+                self.blobs.forget_keys(con, job.blob_ids)
                 audit.append(self.db, con, now, "job.canceled", owner, job_id)
                 audit.append(self.db, con, now, "input.deleted", owner, job_id)
             else:
                 con.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
                 audit.append(self.db, con, now, "job.cancel_requested", owner, job_id)
-        if job["status"] == "queued":
-            self._finish_shred(self._blob_ids(job), owner)
+        if job.status == "queued":
+            self._finish_shred(job.blob_ids, owner)
             self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": "canceled"}, owner=owner)
-        return self.db.job(job_id, owner), job["status"] == "running"
+        return self.db.job(job_id, owner), job.status == "running"
 
-    def delete(self, owner: str, job_id: str, event: str = "job.deleted") -> dict[str, Any] | None:
+    def delete(self, owner: str, job_id: str, event: str = "job.deleted") -> Job | None:
         """Erase a job now: keys first, then files, then the row. Returns the job as it was."""
         now = self.clock()
         with self.db.write() as con:
@@ -130,11 +144,11 @@ class JobService:
         self._finish_shred(blob_ids, owner)
         return job
 
-    def read_result(self, job: dict[str, Any]) -> bytes:
-        return self.blobs.read(job["result_blob"])
+    def read_result(self, job: Job) -> bytes:
+        return self.blobs.read(job.result_blob)
 
     # --- dispatcher side -----------------------------------------------------------
-    def lease_next(self, worker: str) -> dict[str, Any] | None:
+    def lease_next(self, worker: str) -> Job | None:
         now = self.clock()
         with self.db.write() as con:
             row = con.execute(
@@ -164,41 +178,46 @@ class JobService:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.db.scalar("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)) in (1, None))
 
-    def read_input(self, job: dict[str, Any]) -> bytes:
-        return self.blobs.read(job["input_blob"])
+    def read_input(self, job: Job) -> bytes:
+        return self.blobs.read(job.input_blob)
 
-    def _end(
-        self,
-        job_id: str,
-        worker: str,
-        status: str,
-        sets: str,
-        args: tuple,
-        event: str,
-        result_ref: BlobRef | None = None,
-        extra_timings: dict[str, float] | None = None,
-    ) -> None:
+    def _end(self, job_id: str, worker: str, ending: _Ending, extra_timings: dict[str, float] | None = None) -> None:
         now = self.clock()
         with self.db.write() as con:
             job = self.db.job(job_id)
-            if job is None or job["status"] != "running" or job["lease_owner"] != worker:
+            if job is None or job.status != "running" or job.lease_owner != worker:
                 raise JobGone(job_id)
-            timings = dict(
-                job["timings"], **(extra_timings or {}), queue_seconds=round((job["started_at"] or now) - job["created_at"], 4)
-            )
-            timings["run_seconds"] = round(now - (job["started_at"] or now), 4)
-            if result_ref is not None:
-                self.blobs.record(con, result_ref, now)
-            self.blobs.forget_keys(con, [job["input_blob"]] if job["input_blob"] else [])
+            timings = dict(job.timings, **(extra_timings or {}), queue_seconds=round((job.started_at or now) - job.created_at, 4))
+            timings["run_seconds"] = round(now - (job.started_at or now), 4)
+            result = ending.result
+            if result is not None:
+                self.blobs.record(con, result, now)
+            self.blobs.forget_keys(con, [job.input_blob] if job.input_blob else [])
             con.execute(
-                f"UPDATE jobs SET status=?, finished_at=?, input_blob=NULL, input_deleted_at=?, lease_owner=NULL,"
-                f" lease_expires_at=NULL, timings=?, {sets} WHERE id=?",
-                (status, now, now, json.dumps(timings), *args, job_id),
+                "UPDATE jobs SET status=?, stage=?, progress=COALESCE(?, progress), parts=?, error_code=?, error_message=?,"
+                " result_blob=?, result_size=?, result_etag=?, result_expires_at=?, finished_at=?, input_blob=NULL,"
+                " input_deleted_at=?, lease_owner=NULL, lease_expires_at=NULL, timings=? WHERE id=?",
+                (
+                    ending.status,
+                    ending.stage,
+                    ending.progress,
+                    json.dumps(ending.parts),
+                    ending.error_code,
+                    ending.error_message,
+                    result.blob_id if result else None,
+                    result.size if result else None,
+                    ending.etag,
+                    ending.expires_at,
+                    now,
+                    now,
+                    json.dumps(timings),
+                    job_id,
+                ),
             )
-            audit.append(self.db, con, now, event, job["owner"], job_id)
-            audit.append(self.db, con, now, "input.deleted", job["owner"], job_id)
-        self._finish_shred([job["input_blob"]] if job["input_blob"] else [], job["owner"])
-        self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": status}, owner=job["owner"])
+            audit.append(self.db, con, now, f"job.{ending.status}", job.owner, job_id)
+            audit.append(self.db, con, now, "input.deleted", job.owner, job_id)
+        self._finish_shred([job.input_blob] if job.input_blob else [], job.owner)
+        self.metrics.inc("partcrafter_jobs_finished_total", labels={"status": ending.status}, owner=job.owner)
 
     def succeed(self, job_id: str, worker: str, glb: bytes, parts: list[dict], extra_timings: dict[str, float]) -> None:
         """Store the result GLB and end the job (for dispatchers that hand over the bytes)."""
@@ -215,56 +234,43 @@ class JobService:
             job = self.db.job(job_id)
             if job is None:
                 raise JobGone(job_id)
-            keep = job["result_retention_s"] or self.settings.result_retention_days * DAY
-            expires = min(self.clock() + keep, job["purge_at"])
-            self._end(
-                job_id,
-                worker,
-                "succeeded",
-                "stage='done', progress=1, parts=?, result_blob=?, result_size=?, result_etag=?, result_expires_at=?",
-                (json.dumps(parts), ref.blob_id, ref.size, etag, expires),
-                "job.succeeded",
-                result_ref=ref,
-                extra_timings=extra_timings,
-            )
+            keep = job.result_retention_s or self.settings.result_retention_days * DAY
+            expires = min(self.clock() + keep, job.purge_at)
+            ending = _Ending(JobStatus.SUCCEEDED, "done", parts, progress=1.0, result=ref, etag=etag, expires_at=expires)
+            self._end(job_id, worker, ending, extra_timings)
         except BaseException:
             self.blobs.unlink([ref.blob_id])  # never recorded: its key died with this function
             raise
 
     def fail(self, job_id: str, worker: str, code: str, message: str, parts: list[dict] | None = None) -> None:
-        status = "canceled" if code == "canceled" else "failed"
-        self._end(
-            job_id,
-            worker,
-            status,
-            "stage=?, error_code=?, error_message=?, parts=?",
-            (status, None if status == "canceled" else code, None if status == "canceled" else message, json.dumps(parts or [])),
-            f"job.{status}",
-        )
+        if code == "canceled":
+            self._end(job_id, worker, _Ending(JobStatus.CANCELED, "canceled", parts or []))
+        else:
+            self._end(job_id, worker, _Ending(JobStatus.FAILED, "failed", parts or [], error_code=code, error_message=message))
 
     def worker_lost(self, job_id: str, worker: str | None, why: str) -> str:
         """The worker died: retry (back at the head of the queue) or, after max_attempts, fail."""
         now = self.clock()
         with self.db.write() as con:
             job = self.db.job(job_id)
-            if job is None or job["status"] != "running" or (worker is not None and job["lease_owner"] != worker):
+            if job is None or job.status != "running" or (worker is not None and job.lease_owner != worker):
                 return "gone"
-            if job["attempts"] < self.settings.max_attempts and not job["cancel_requested"]:
+            if job.attempts < self.settings.max_attempts and not job.cancel_requested:
                 con.execute(
                     "UPDATE jobs SET status='queued', stage='queued', progress=0, lease_owner=NULL, lease_expires_at=NULL WHERE id=?",
                     (job_id,),
                 )
-                audit.append(self.db, con, now, "job.retried", job["owner"], job_id)
+                audit.append(self.db, con, now, "job.retried", job.owner, job_id)
                 outcome = "retried"
             else:
                 outcome = "failed"
-        self.metrics.inc("partcrafter_worker_losses_total", owner=job["owner"])
+        self.metrics.inc("partcrafter_worker_losses_total", owner=job.owner)
         if outcome == "failed":
-            if job["cancel_requested"]:
-                self.fail(job_id, job["lease_owner"], "canceled", "")
+            if job.cancel_requested:
+                self.fail(job_id, job.lease_owner, "canceled", "")
             else:
-                msg = f"The worker processing this job stopped unexpectedly ({why}) on {job['attempts']} attempts; the job was not completed."
-                self.fail(job_id, job["lease_owner"], "worker_crashed", msg)
+                msg = f"The worker processing this job stopped unexpectedly ({why}) on {job.attempts} attempts; the job was not completed."
+                self.fail(job_id, job.lease_owner, "worker_crashed", msg)
         return outcome
 
     def release(self, job_id: str, worker: str) -> None:

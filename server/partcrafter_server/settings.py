@@ -24,6 +24,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from partcrafter_blender.inference.params import param_specs
+
+_STEPS, _GUIDANCE = param_specs()["steps"], param_specs()["guidance"]
 POLICY_VERSION = "2025-01-13"  # "Last updated" of the privacy policy the consent dialog shows
 HARD_MAX_RETENTION_DAYS = 30  # the policy's promise; no setting can exceed it
 MIN_RESULT_RETENTION_MINUTES = 5  # the shortest result retention a job may ask for: time to download it
@@ -93,8 +96,15 @@ class Settings(BaseSettings):
     )
     max_side: int = Field(8192, ge=8, description="Largest accepted image width or height in pixels.")
     min_side: int = Field(16, ge=1, description="Smallest accepted image width or height in pixels.")
-    max_steps: int = Field(200, ge=1, description="Largest accepted `steps` parameter.")
-    max_guidance: float = Field(30.0, gt=0, description="Largest accepted `guidance` parameter.")
+    max_steps: int = Field(
+        _STEPS.maximum, ge=1, le=_STEPS.maximum, description="Largest accepted `steps` parameter (at most the parameter's own limit)."
+    )
+    max_guidance: float = Field(
+        _GUIDANCE.maximum,
+        gt=0,
+        le=_GUIDANCE.maximum,
+        description="Largest accepted `guidance` parameter (at most the parameter's own limit).",
+    )
     max_queue: int = Field(100, ge=1, description="Queued jobs across all keys; beyond it submissions get 503 queue_full.")
     max_active_jobs_per_key: int = Field(4, ge=1, description="Unfinished jobs one key may have; beyond it 429 rate_limited.")
     submit_rate_per_minute: int = Field(30, ge=1, description="Job submissions one key may make per minute.")

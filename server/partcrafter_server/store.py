@@ -14,8 +14,11 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
+
+from partcrafter_blender.api_v1 import JobStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,7 +64,56 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 # Columns added after the first release: existing databases get them on open.
 ADDED_COLUMNS = {"jobs": {"result_retention_s": "REAL"}}  # a shorter result retention the client asked for
 
-FINISHED = ("succeeded", "failed", "canceled", "expired")
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table, decoded (its JSON columns parsed, its status an enum)."""
+
+    seq: int
+    id: str
+    owner: str
+    status: JobStatus
+    stage: str
+    progress: float
+    engine: str
+    params: dict[str, Any]
+    policy_version: str
+    parts: list[dict[str, Any]]
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    input_blob: str | None
+    input_deleted_at: float | None
+    result_blob: str | None
+    result_size: int | None
+    result_etag: str | None
+    result_expires_at: float | None
+    purge_at: float
+    attempts: int
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    timings: dict[str, float]
+    result_retention_s: float | None  # a shorter result retention the client asked for (ADDED_COLUMNS)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values.update(
+            status=JobStatus(row["status"]),
+            params=json.loads(row["params"]),
+            parts=json.loads(row["parts"]),
+            timings=json.loads(row["timings"]),
+            cancel_requested=bool(row["cancel_requested"]),
+        )
+        return cls(**values)
+
+    @property
+    def blob_ids(self) -> list[str]:
+        """The blobs the job still holds (input, result)."""
+        return [b for b in (self.input_blob, self.result_blob) if b]
 
 
 def add_missing_columns(con: sqlite3.Connection) -> None:
@@ -147,13 +199,15 @@ class Database:
         )
 
     # --- jobs --------------------------------------------------------------------
-    def job(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+    def job(self, job_id: str, owner: str | None = None) -> Job | None:
         if owner is None:
-            return decode_job(self.one("SELECT * FROM jobs WHERE id=?", (job_id,)))
-        return decode_job(self.one("SELECT * FROM jobs WHERE id=? AND owner=?", (job_id, owner)))
+            row = self.one("SELECT * FROM jobs WHERE id=?", (job_id,))
+        else:
+            row = self.one("SELECT * FROM jobs WHERE id=? AND owner=?", (job_id, owner))
+        return Job.from_row(row) if row else None
 
-    def jobs_of(self, owner: str) -> list[dict[str, Any]]:
-        return [decode_job(r) for r in self.all("SELECT * FROM jobs WHERE owner=? ORDER BY seq", (owner,))]  # type: ignore[misc]
+    def jobs_of(self, owner: str) -> list[Job]:
+        return [Job.from_row(r) for r in self.all("SELECT * FROM jobs WHERE owner=? ORDER BY seq", (owner,))]
 
     def queue_position(self, seq: int) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE status='queued' AND seq<=?", (seq,)))
@@ -167,11 +221,3 @@ class Database:
     def status_counts(self) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.all("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
 
-
-def decode_job(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    row["params"] = json.loads(row["params"])
-    row["parts"] = json.loads(row["parts"])
-    row["timings"] = json.loads(row["timings"])
-    return row

@@ -7,6 +7,15 @@ the 10-100 MB result never crosses the pipe and plaintext stays in memory. The
 parent wraps the data key and records it; an unrecorded file is unreadable noise. One listener thread
 receives messages (a cancel must arrive while the engine is busy); the main
 thread runs the engine. A closed pipe means the server is gone: exit at once.
+
+Why this is not the extension's worker (partcrafter_blender/inference/worker): that one
+starts a fresh process per job in whichever Python the user installed torch into, so it
+can only speak JSON lines and files (npz) to it; this one is a long-lived
+multiprocessing child of the server's own interpreter that keeps its engine loaded
+between jobs, receives pixels as raw bytes and seals its result itself. What both share
+is the engine run (inference.run_engine) and the error codes (inference.errors.ERROR_CODES).
+
+Messages are the dataclasses below (pickled by the pipe), never positional tuples.
 """
 
 from __future__ import annotations
@@ -20,11 +29,73 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # engines must never fetch anything from the network on the server: no sharing
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+# --- parent -> worker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where the worker seals the result: the reserved blob file and its data key."""
+
+    path: str
+    blob_id: str
+    data_key: bytes
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a job; the cleaned pixels follow as one raw `send_bytes`."""
+
+    job_id: str
+    params: dict[str, Any]
+    sink: Sink
+
+
+@dataclass(frozen=True)
+class Cancel:
+    job_id: str
+
+
+# --- worker -> parent ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    stage: str
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: str
+    parts: list[dict[str, Any]]
+    timings: dict[str, float]
+    size: int  # of the sealed GLB's plaintext
+    etag: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    code: str  # inference.errors.ERROR_CODES, or internal_error
+    message: str
+    parts: list[dict[str, Any]]
+
+
+Outcome = Done | Failed
 
 
 def load_plugins(modules: list[str]) -> None:
@@ -46,11 +117,9 @@ def child_main(conn: Any, plugins: list[str], gpu_index: int | None) -> None:
     lock = threading.Lock()
     send_lock = threading.Lock()
 
-    def send(msg: tuple, payload: bytes | None = None) -> None:
+    def send(msg: Ready | Progress | Outcome) -> None:
         with send_lock:
             conn.send(msg)
-            if payload is not None:
-                conn.send_bytes(payload)
 
     def listen() -> None:
         while True:
@@ -58,28 +127,26 @@ def child_main(conn: Any, plugins: list[str], gpu_index: int | None) -> None:
                 msg = conn.recv()
             except (EOFError, OSError):
                 os._exit(0)
-            if msg[0] == "run":
+            if isinstance(msg, Run):
                 try:
                     payload = conn.recv_bytes()
                 except (EOFError, OSError):
                     os._exit(0)
-                jobs.put((msg[1], payload, msg[2], msg[3]))
-            elif msg[0] == "cancel":
+                jobs.put((msg, payload))
+            elif isinstance(msg, Cancel):
                 with lock:
-                    if current["job"] == msg[1] and current["token"] is not None:
+                    if current["job"] == msg.job_id and current["token"] is not None:
                         current["token"].cancel()
-            elif msg[0] == "stop":
-                os._exit(0)
 
     threading.Thread(target=listen, daemon=True, name="listener").start()
-    send(("ready", os.getpid()))
+    send(Ready(os.getpid()))
     while True:
-        job_id, pixels, params, sink = jobs.get()
+        run, pixels = jobs.get()
         token = CancelToken()
         with lock:
-            current.update(job=job_id, token=token)
+            current.update(job=run.job_id, token=token)
         try:
-            reply = _run(job_id, pixels, params, token, send, sink)
+            reply = _run(run, pixels, token, send)
             del pixels
             send(reply)
         finally:
@@ -87,64 +154,47 @@ def child_main(conn: Any, plugins: list[str], gpu_index: int | None) -> None:
                 current.update(job=None, token=None)
 
 
-def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: Any, sink: tuple[str, str, bytes]) -> tuple:
-    from partcrafter_blender.inference import (
-        Cancelled,
-        EngineFailed,
-        EngineUnavailable,
-        GenerationRequest,
-        InputImageError,
-        create_engine,
-    )
+def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
+    from partcrafter_blender.inference import GenerationParams, GenerationRequest, create_engine, run_engine
+    from partcrafter_blender.inference.errors import error_code
     from partcrafter_blender.inference.glb import write_glb
 
     from .blobs import seal_to_file
     from .engine_messages import unavailable_reason
     from .intake import unpack_pixels
 
+    job_id, params = run.job_id, run.params
     last = [0.0, ""]
 
     def progress(event: Any) -> None:
         now = time.monotonic()
         if event.stage != last[1] or now - last[0] >= 0.1:  # throttle: the pipe is not a log
             last[0], last[1] = now, event.stage
-            send(("progress", job_id, str(event.stage)[:32], float(min(max(event.fraction, 0.0), 1.0))))
+            send(Progress(job_id, str(event.stage)[:32], float(min(max(event.fraction, 0.0), 1.0))))
 
     try:
         rgba = unpack_pixels(pixels)
-        request = GenerationRequest(
-            image=rgba,
-            image_name="image",
-            num_parts=params.get("num_parts"),
-            seed=params["seed"],
-            steps=params["steps"],
-            guidance=params["guidance"],
-            quality=params["quality"],
-            options=params.get("options", {}),
+        request = GenerationRequest.from_params(
+            GenerationParams.from_wire(params), image=rgba, image_name="image", options=params.get("options", {})
         )
         engine = create_engine(params["engine"])
-        available = engine.availability()
-        if not available.ok:
-            raise EngineUnavailable(f"The engine '{params['engine']}' cannot run on this server: {unavailable_reason(available)}.")
         t0 = time.perf_counter()
-        result = engine.generate(request, progress=progress, cancel=token)
+        result = run_engine(
+            engine,
+            request,
+            progress,
+            token,
+            explain_unavailable=lambda a: f"The engine '{params['engine']}' cannot run on this server: {unavailable_reason(a)}.",
+        )
         t1 = time.perf_counter()
-        token.raise_if_cancelled()
-        if not result.parts:
-            raise EngineFailed("The engine could not produce any part from this image.")
         glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version})
         t2 = time.perf_counter()
-    except Cancelled:
-        return ("error", job_id, "canceled", "Canceled.", [])
-    except InputImageError as exc:
-        return ("error", job_id, "invalid_image", str(exc), [])
-    except EngineUnavailable as exc:
-        return ("error", job_id, "engine_unavailable", str(exc), [])
-    except EngineFailed as exc:
-        return ("error", job_id, "engine_failed", str(exc), [])
     except Exception as exc:  # an engine bug must fail one job, not the worker
-        traceback.print_exc(file=sys.stderr)
-        return ("error", job_id, "internal_error", f"The engine hit an unexpected error ({type(exc).__name__}).", [])
+        code = error_code(exc)
+        if code is None:
+            traceback.print_exc(file=sys.stderr)
+            return Failed(job_id, "internal_error", f"The engine hit an unexpected error ({type(exc).__name__}).", [])
+        return Failed(job_id, code, "Canceled." if code == "canceled" else str(exc), [])
     parts = [
         {"index": i, "name": p.name, "status": "ok", "vertices": int(len(p.vertices)), "faces": int(len(p.faces)), "reason": None}
         for i, p in enumerate(result.parts)
@@ -154,7 +204,6 @@ def _run(job_id: str, pixels: bytes, params: dict[str, Any], token: Any, send: A
         for f in result.failed_parts
     ]
     timings = {"engine_seconds": round(t1 - t0, 4), "glb_seconds": round(t2 - t1, 4)}
-    path, blob_id, data_key = sink
-    seal_to_file(Path(path), blob_id, data_key, glb)
+    seal_to_file(Path(run.sink.path), run.sink.blob_id, run.sink.data_key, glb)
     timings["seal_seconds"] = round(time.perf_counter() - t2, 4)
-    return ("done", job_id, parts, timings, len(glb), hashlib.sha256(glb).hexdigest()[:32])
+    return Done(job_id, parts, timings, len(glb), hashlib.sha256(glb).hexdigest()[:32])

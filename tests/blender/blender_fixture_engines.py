@@ -20,6 +20,7 @@ from partcrafter_blender.inference import (
     ProgressEvent,
     register_engine,
 )
+from partcrafter_blender.inference.testing import FixtureEngine
 
 _CORNERS = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)
 # Outward-facing triangles of the unit cube above, then every other one flipped so the
@@ -46,35 +47,22 @@ def box_part(index: int) -> PartMesh:
     return PartMesh(name=f"box_{index}", vertices=lo + _CORNERS * size, faces=BOX_FACES.copy())
 
 
-def _result(request: GenerationRequest, parts: list[PartMesh], name: str) -> GenerationResult:
-    return GenerationResult(
-        parts=parts,
-        engine=name,
-        engine_version=f"{name}-1.0",
-        requested_parts=request.num_parts,
-        seed=request.seed,
-        steps=request.steps,
-        guidance=request.guidance,
-    )
-
-
-class FixedEngine:
-    """`num_parts` boxes (3 for Auto)."""
+class FixedEngine(FixtureEngine):
+    """`num_parts` boxes (3 for Auto). Says on stderr when it is given a triangle budget."""
 
     name = "fixed"
     label = "Fixed boxes (tests)"
-    is_preview = True
-
-    def availability(self) -> Availability:
-        return Availability(True)
+    version = "fixed-1.0"
 
     def generate(
         self, request: GenerationRequest, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
     ) -> GenerationResult:
         n = request.num_parts or 3
+        if request.max_triangles:
+            print(f"{self.name} engine got max_triangles={request.max_triangles}", file=sys.stderr, flush=True)
         if progress:
             progress(ProgressEvent("mesh", 0.5, "Making boxes"))
-        return _result(request, [box_part(i) for i in range(n)], self.name)
+        return self.result(request, [box_part(i) for i in range(n)])
 
 
 # Set by SlowEngine once it is running, so a test knows when to cancel.
@@ -126,7 +114,7 @@ class BrokenMeshEngine(FixedEngine):
     def generate(self, request, progress=None, cancel=None) -> GenerationResult:
         parts = [box_part(i) for i in range(3)]
         parts[2].faces[0, 0] = 99
-        return _result(request, parts, self.name)
+        return self.result(request, parts)
 
 
 class UnavailableEngine(FixedEngine):

@@ -138,6 +138,18 @@ def test_auto_parts_is_recorded_as_zero_requested(scene, demo_image):
     assert {(o["partcrafter_requested_parts"], o["partcrafter_produced_parts"]) for o in parts} == {(0, 3)}
 
 
+def test_every_generation_parameter_reaches_the_provenance(scene, demo_image):
+    import bpy
+
+    from partcrafter_blender.inference.params import param_specs
+
+    generate(bpy, demo_image, num_parts=2, quality="draft", max_triangles=5000)
+    obj = next(o for o in bpy.data.collections[demo_image.stem].objects if o.type == "MESH")
+    names = {spec.provenance or name for name, spec in param_specs().items()}
+    assert names <= {k.removeprefix("partcrafter_") for k in obj.keys()}
+    assert (obj["partcrafter_quality"], obj["partcrafter_max_triangles"]) == ("draft", 5000)
+
+
 def test_import_is_one_undo_step(scene, demo_image):
     import bpy
 
@@ -360,7 +372,7 @@ def test_user_directory_and_engine_options(bpy_addon):
     folder = user_directory("test-area")
     assert folder.is_dir() and folder.name == "test-area"
     prefs = get_preferences()
-    assert engine_options(prefs) == {"allow_download": bool(bpy.app.online_access)}
+    assert engine_options(prefs) == {}  # defaults are the engine's own; nothing unread is passed along
     prefs.weights_dir = str(folder)
     try:
         assert engine_options(prefs)["weights_path"] == str(folder)

@@ -473,9 +473,9 @@ def test_cancel_stops_and_erases_the_job_on_the_server(scene, prefs, proxy, serv
 def test_generate_with_the_interface_checks_consent_before_sending(scene, prefs, proxy, demo_image: Path, dialogs, monkeypatch) -> None:
     import bpy
 
-    from partcrafter_blender.operators import server_consent
+    from partcrafter_blender import server_backend
 
-    monkeypatch.setattr(server_consent, "interactive", lambda _context: True)  # as if a person clicked Generate
+    monkeypatch.setattr(server_backend, "interactive", lambda _context: True)  # as if a person clicked Generate
     seen = record_job_slot(proxy)
     assert bpy.ops.partcrafter.generate(filepath=str(demo_image), num_parts=2, seed=5) == {"CANCELLED"}
     assert seen == [("GET", "/v1/policy", True)] and not bpy.context.window_manager.partcrafter_job.running

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from partcrafter_blender.inference.glb import read_glb_file
+from partcrafter_blender.inference.glb import read_glb_extras, read_glb_file
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -73,6 +73,18 @@ def test_generate_writes_blend_and_glb_and_json(tmp_path):
     glb_parts = read_glb_file(tmp_path / "out" / "demo.glb")
     assert [p.name for p in glb_parts] == names
     assert all(len(p.vertices) == 8 and len(p.faces) == 12 for p in glb_parts)
+    extras = read_glb_extras((tmp_path / "out" / "demo.glb").read_bytes())
+    assert (extras["seed"], extras["requested_parts"], extras["max_triangles"]) == (3, 4, 0)
+
+
+def test_triangle_budget_reaches_the_engine_and_the_provenance(tmp_path):
+    proc = cli(
+        "generate", str(DEMO), "--parts", "2", "--engine", "fixed", "--max-triangles", "5000", "--glb", "out.glb",
+        cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "fixed engine got max_triangles=5000" in proc.stderr
+    assert read_glb_extras((tmp_path / "out.glb").read_bytes())["max_triangles"] == 5000
 
 
 @pytest.mark.parametrize(
@@ -103,12 +115,16 @@ def _write(path: Path, data: bytes) -> Path:
         (["--engine", "unavailable"], 3, "needs hardware this machine does not have"),
         (["--engine", "failing"], 4, "The test engine failed on purpose."),
         (["--engine", "crashing"], 1, "Unexpected error (ZeroDivisionError"),
-        (["--engine", "fixed", "--parts", "17"], 2, "the number of parts must be from 1 to 16"),
+        (["--engine", "fixed", "--parts", "17"], 2, "--parts must be from 1 to 16 (or auto), got 17"),
+        (["--engine", "fixed", "--parts", "many"], 2, "expected a number or 'auto', got 'many'"),
         (["--engine", "fixed", "--out", "scene.txt"], 2, "must end in .blend"),
         (["--engine", "fixed", "--size", "0"], 2, "--size must be positive"),
-        (["--engine", "fixed", "--steps", "0"], 2, "--steps must be at least 1"),
-        (["--engine", "fixed", "--guidance", "-1"], 2, "--guidance must be 0 or more"),
-        (["--engine", "fixed", "--seed", "-3"], 2, "--seed must be from 0 to 4294967295"),
+        (["--engine", "fixed", "--steps", "0"], 2, "--steps must be from 1 to 200, got 0"),
+        (["--engine", "fixed", "--steps", "201"], 2, "--steps must be from 1 to 200, got 201"),
+        (["--engine", "fixed", "--guidance", "-1"], 2, "--guidance must be from 0 to 20, got -1"),
+        (["--engine", "fixed", "--guidance", "20.5"], 2, "--guidance must be from 0 to 20, got 20.5"),
+        (["--engine", "fixed", "--seed", "-3"], 2, "--seed must be from 0 to 4294967295, got -3"),
+        (["--engine", "fixed", "--max-triangles", "-1"], 2, "--max-triangles must be from 0 to 10000000, got -1"),
     ],
 )
 def test_engine_and_argument_failures_fail_clearly(tmp_path, args, code, message):

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import time
 
-from partcrafter_blender.inference import Availability, ProgressEvent, create_engine, register_engine
+from partcrafter_blender.inference import ProgressEvent, create_engine, register_engine
+from partcrafter_blender.inference.testing import FixtureEngine
 
 DELAY_S = 3.0
 
 
-class SlowReliefEngine:
+class SlowReliefEngine(FixtureEngine):
     name = "remote_slow"
     label = "Relief, slowed down (tests)"
-    is_preview = True
-
-    def availability(self) -> Availability:
-        return Availability(True)
 
     def generate(self, request, progress=None, cancel=None):
         end = time.monotonic() + DELAY_S

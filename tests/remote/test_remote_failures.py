@@ -19,6 +19,7 @@ from partcrafter_blender.remote.errors import (
     InvalidServerURL,
     JobNotFound,
     OnlineAccessDisabled,
+    PolicyOutdated,
     RateLimited,
     ServerFailed,
     ServerUnreachable,
@@ -202,3 +203,43 @@ def test_read_timeout_is_named(harness) -> None:
     with pytest.raises(ServerUnreachable, match="did not answer within 1 seconds"):
         ServerClient(f"http://127.0.0.1:{port}", "k", timeout=(1, 1)).policy()
     lsock.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "words"),
+    [
+        (400, {"code": "too_large", "detail": "8193 px"}, UploadRejected, r"refused the image as too large \(400\): 8193 px"),
+        (409, {"code": "policy_outdated", "current_version": "2030-01-01"}, PolicyOutdated, "now version 2030-01-01"),
+        (409, {"code": "not_ready"}, ServerFailed, r"not ready yet \(409\)"),
+        (502, None, ServerFailed, r"had an internal error \(502\)"),  # a proxy's page, not the server's problem
+        (503, {"code": "queue_full"}, RateLimited, r"busy or temporarily unavailable \(503, queue full\)"),
+        (418, {"code": "teapot", "detail": "short and stout"}, ServerFailed, "Unexpected answer 418 .*: short and stout"),
+    ],
+)
+def test_errors_follow_the_servers_code_then_the_status(status, body, error, words) -> None:
+    """A canned HTTP answer on loopback: the client's error comes from the problem's `code`."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode() if body is not None else b"<html>Bad Gateway</html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "application/problem+json" if body is not None else "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with ServerClient(f"http://127.0.0.1:{httpd.server_port}", "pcs_test_key") as client:
+            with pytest.raises(error, match=words) as err:
+                client.job("job_1")
+        assert err.value.status in (status, None) and (body is None or err.value.code == body["code"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

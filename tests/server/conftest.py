@@ -10,7 +10,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from server_test_support import Client, ServerProcess, png_bytes  # noqa: E402
+from plaintext_scan import scan_disk, scan_logs  # noqa: E402
+from server_test_support import STARTED, Client, ServerProcess, png_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plaintext_scan() -> Iterator[None]:
+    """Set up first, so torn down last: once every server of the session has stopped,
+    scan what they left on disk and in their logs (a failure is a teardown error)."""
+    yield
+    if STARTED:
+        scan_disk(STARTED)
+        scan_logs(STARTED)
 
 
 @pytest.fixture(scope="session")

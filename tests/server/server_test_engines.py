@@ -17,16 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from partcrafter_blender.inference import (
-    Availability,
-    EngineFailed,
-    FailedPart,
-    GenerationRequest,
-    GenerationResult,
-    PartMesh,
-    ProgressEvent,
-    register_engine,
-)
+from partcrafter_blender.inference import EngineFailed, FailedPart, PartMesh, ProgressEvent, register_engine
+from partcrafter_blender.inference.testing import FixtureEngine
 
 MARKER = 0.7183818  # an unusual float: its bytes identify our meshes in a disk scan
 
@@ -58,40 +50,17 @@ def box(index: int) -> PartMesh:
     return PartMesh(name=f"part_{index:02d}", vertices=v, faces=_CUBE_FACES, color=(0.2, 0.4, 0.6, 1.0))
 
 
-class _Base:
-    is_preview = True
-    label = "test"
-    name = "base"
-
-    def availability(self) -> Availability:
-        return Availability(True)
-
-    def _result(
-        self, request: GenerationRequest, parts: list[PartMesh], failed: list[FailedPart] | None = None
-    ) -> GenerationResult:
-        return GenerationResult(
-            parts=parts,
-            engine=self.name,
-            engine_version="test-1",
-            requested_parts=request.num_parts,
-            seed=request.seed,
-            steps=request.steps,
-            guidance=request.guidance,
-            failed_parts=failed or [],
-        )
-
-
-class InstantEngine(_Base):
+class InstantEngine(FixtureEngine):
     name = "instant"
 
     def generate(self, request, progress=None, cancel=None):
         n = request.num_parts or 3
         if progress:
             progress(ProgressEvent("mesh", 0.5, "making boxes"))
-        return self._result(request, [box(i) for i in range(n)])
+        return self.result(request, [box(i) for i in range(n)])
 
 
-class SlowEngine(_Base):
+class SlowEngine(FixtureEngine):
     name = "slow"
     honours_cancel = True
 
@@ -105,7 +74,7 @@ class SlowEngine(_Base):
             if progress:
                 progress(ProgressEvent("denoise", i / request.steps, "waiting"))
             time.sleep(0.05)
-        return self._result(request, [box(0)])
+        return self.result(request, [box(0)])
 
 
 class StubbornEngine(SlowEngine):
@@ -113,20 +82,20 @@ class StubbornEngine(SlowEngine):
     honours_cancel = False
 
 
-class HalfwayEngine(_Base):
+class HalfwayEngine(FixtureEngine):
     name = "halfway"
 
     def generate(self, request, progress=None, cancel=None):
-        return self._result(request, [box(0)], [FailedPart(1, "no surface found for this part")])
+        return self.result(request, [box(0)], [FailedPart(1, "no surface found for this part")])
 
 
-class OfflineProbeEngine(_Base):
+class OfflineProbeEngine(FixtureEngine):
     name = "offline_probe"
 
     def generate(self, request, progress=None, cancel=None):
         if os.environ.get("HF_HUB_OFFLINE") != "1" or os.environ.get("TRANSFORMERS_OFFLINE") != "1":
             raise EngineFailed("the worker may reach the network")
-        return self._result(request, [box(0)])
+        return self.result(request, [box(0)])
 
 
 for _cls in (InstantEngine, SlowEngine, StubbornEngine, HalfwayEngine, OfflineProbeEngine):

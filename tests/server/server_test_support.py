@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from PIL import Image
+
+from partcrafter_blender.api_v1 import FINISHED_STATES
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -160,7 +163,7 @@ class Client:
         return self.http.get(f"/v1/jobs/{job_id}")
 
     def wait(
-        self, job_id: str, until: tuple[str, ...] = ("succeeded", "failed", "canceled", "expired"), timeout: float = 60
+        self, job_id: str, until: Iterable[str] = FINISHED_STATES, timeout: float = 60
     ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -120,7 +120,7 @@ def test_server_killed_and_restarted_loses_no_job(crash_server: ServerProcess) -
     c.close()
     c = Client(crash_server, c.key)
     first, second = c.wait(running["id"], timeout=90), c.wait(queued["id"], timeout=90)
-    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded"), (first["error"], second["error"])
     assert len(second["parts"]) == 2
     c.close()
 

@@ -56,19 +56,19 @@ def test_sweeper_with_injected_clock(tmp_path: Path) -> None:
     params = {"engine": "instant", "num_parts": 1, "seed": 0, "steps": 1, "guidance": 1.0, "quality": "draft"}
     job = svc.submit("owner", png_bytes(), params, "2025-01-13")
     leased = svc.lease_next("w")
-    assert leased["id"] == job["id"] and leased["attempts"] == 1
+    assert leased.id == job.id and leased.attempts == 1
     clock.advance(2 * 86400)  # finishes late: the result may keep at most until the 3-day ceiling
-    svc.succeed(job["id"], "w", b"glTF-result", [], {})
-    done = ctx.db.job(job["id"])
-    assert done["input_blob"] is None and done["input_deleted_at"] == clock.now
-    assert done["result_expires_at"] == done["purge_at"] == job["created_at"] + 3 * 86400
+    svc.succeed(job.id, "w", b"glTF-result", [], {})
+    done = ctx.db.job(job.id)
+    assert done.input_blob is None and done.input_deleted_at == clock.now
+    assert done.result_expires_at == done.purge_at == job.created_at + 3 * 86400
 
     clock.advance(86400 - 1)
     assert ctx.sweeper.sweep().results_expired == 0
     clock.advance(2)
     report = ctx.sweeper.sweep()
     assert report.results_expired == 1 and report.jobs_purged == 1  # both deadlines reached together
-    assert ctx.db.job(job["id"]) is None and ctx.blobs.files() == []
+    assert ctx.db.job(job.id) is None and ctx.blobs.files() == []
 
 
 def test_sweeper_recovers_orphans_and_leftover_inputs(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_sweeper_recovers_orphans_and_leftover_inputs(tmp_path: Path) -> None:
     job = ctx.service.submit("owner", png_bytes(), params, "2025-01-13")
     # a crash after the job failed but before its input was erased
     with ctx.db.write() as con:
-        con.execute("UPDATE jobs SET status='failed', finished_at=? WHERE id=?", (clock.now, job["id"]))
+        con.execute("UPDATE jobs SET status='failed', finished_at=? WHERE id=?", (clock.now, job.id))
     # a crash between writing a blob and recording its key: an old file nobody can decrypt
     stray = ctx.blobs.write("job_gone", "result", b"glTF whatever")
     old = time.time() - ORPHAN_GRACE_S - 10
@@ -91,7 +91,7 @@ def test_sweeper_recovers_orphans_and_leftover_inputs(tmp_path: Path) -> None:
 
     report = ctx.sweeper.sweep()
     assert (report.inputs_erased, report.orphan_files, report.orphan_keys) == (1, 1, 1)
-    assert ctx.db.job(job["id"])["input_deleted_at"] == clock.now
+    assert ctx.db.job(job.id).input_deleted_at == clock.now
     remaining = {p.name for p in ctx.blobs.files()}
     assert remaining == {fresh.blob_id}
 
@@ -104,9 +104,9 @@ def test_lapsed_lease_is_retried_then_failed(tmp_path: Path) -> None:
     ctx.service.lease_next("w1")
     clock.advance(11)
     assert ctx.sweeper.sweep().leases_recovered == 1
-    assert ctx.db.job(job["id"])["status"] == "queued"
+    assert ctx.db.job(job.id).status == "queued"
     ctx.service.lease_next("w2")
     clock.advance(11)
     ctx.sweeper.sweep()
-    failed = ctx.db.job(job["id"])
-    assert failed["status"] == "failed" and failed["error_code"] == "worker_crashed" and failed["input_blob"] is None
+    failed = ctx.db.job(job.id)
+    assert failed.status == "failed" and failed.error_code == "worker_crashed" and failed.input_blob is None

@@ -10,24 +10,13 @@ import time
 
 import numpy as np
 
-from partcrafter_blender.inference import (
-    Availability,
-    EngineFailed,
-    EngineUnavailable,
-    FailedPart,
-    GenerationResult,
-    PartMesh,
-    ProgressEvent,
-)
+from partcrafter_blender.inference import EngineFailed, EngineUnavailable, FailedPart, GenerationResult, PartMesh, ProgressEvent
+from partcrafter_blender.inference import testing
 
 
-class FixtureEngine:
+class FixtureEngine(testing.FixtureEngine):
     name = "fixture"
-    label = "Fixture (tests)"
-    is_preview = True
-
-    def availability(self) -> Availability:
-        return Availability(True)
+    version = "1"
 
     def generate(self, request, progress=None, cancel=None):
         mode = request.options.get("mode", "ok")
@@ -56,9 +45,9 @@ class FixtureEngine:
         elif mode == "noisy":
             print("library chatter on stdout " * 50)
             os.write(1, b"raw bytes on fd 1\n")
-        return self._result(request)
+        return self._parts(request)
 
-    def _result(self, request) -> GenerationResult:
+    def _parts(self, request) -> GenerationResult:
         rng = np.random.default_rng(request.seed)
         n = request.num_parts or 2
         parts = []
@@ -66,16 +55,11 @@ class FixtureEngine:
             verts = rng.uniform(-1, 1, size=(30 + i, 3)).astype(np.float32)
             faces = rng.integers(0, len(verts), size=(20 + i, 3)).astype(np.int32)
             parts.append(PartMesh(f"part_{i:02d}", verts, faces, color=(0.1 * i, 0.5, 0.9, 1.0)))
-        return GenerationResult(
-            parts=parts,
-            engine=self.name,
-            engine_version="1",
-            requested_parts=request.num_parts,
-            seed=request.seed,
-            steps=request.steps,
-            guidance=request.guidance,
+        return self.result(
+            request,
+            parts,
+            [FailedPart(n, "no surface")],
             seconds=0.5,
-            failed_parts=[FailedPart(n, "no surface")],
             metadata={"workdir": os.getcwd(), "mean": np.float32(request.image.mean()), "options": request.options,
                       "pid": os.getpid()},
         )

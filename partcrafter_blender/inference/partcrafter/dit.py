@@ -13,12 +13,14 @@ of one object; the others attend within one part.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .config import config_values
 
 LN_EPS = 1e-5
 QK_NORM_EPS = 1e-6
@@ -42,11 +44,7 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> DiTConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in config.items() if not k.startswith("_")}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown keys in the transformer config: {', '.join(unknown)}")
+        values = config_values(config, cls, "transformer")
         if values.get("global_attn_block_id_range") is not None:
             # The published model uses explicit ids; the range form is not specified anywhere we can check.
             raise ValueError(

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .config import config_values
+
 
 class RectifiedFlowScheduler:
     def __init__(
@@ -27,11 +29,7 @@ class RectifiedFlowScheduler:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RectifiedFlowScheduler:
-        known = ("num_train_timesteps", "shift", "use_dynamic_shifting")
-        unknown = sorted(k for k in config if not k.startswith("_") and k not in known)
-        if unknown:
-            raise ValueError(f"Unknown keys in the scheduler config: {', '.join(unknown)}")
-        return cls(**{k: config[k] for k in known if k in config})
+        return cls(**config_values(config, ("num_train_timesteps", "shift", "use_dynamic_shifting"), "scheduler"))
 
     def set_timesteps(self, num_inference_steps: int, device: torch.device | str = "cpu") -> None:
         n = int(num_inference_steps)

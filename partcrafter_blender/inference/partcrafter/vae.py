@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import config_values
+
 DEFAULT_CHUNK_SIZE = 50_000
 # The flashvdm top-k estimates each head's key scores from every 100th query of a chunk.
 TOPK_QUERY_STRIDE = 100
@@ -43,11 +45,7 @@ class VAEConfig:
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> VAEConfig:
         """Read a diffusers-style config.json dict; `_`-prefixed bookkeeping keys are ignored."""
-        fields = {k: v for k, v in config.items() if not k.startswith("_")}
-        unknown = set(fields) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown VAE config keys: {sorted(unknown)}")
-        cfg = cls(**fields)
+        cfg = cls(**config_values(config, cls, "VAE"))
         if cfg.embedding_type != "frequency":
             raise ValueError(f"unsupported VAE embedding_type {cfg.embedding_type!r} (only 'frequency')")
         return cfg

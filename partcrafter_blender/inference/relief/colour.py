@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..srgb import srgb_to_linear
+
 # sRGB byte -> linear light, as a lookup table (exact and much faster than pow per pixel).
-_LINEAR = np.where(
-    np.arange(256) / 255.0 <= 0.04045,
-    np.arange(256) / 255.0 / 12.92,
-    ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4,
-).astype(np.float32)
+_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 # Linear sRGB -> XYZ, each row already divided by the D65 white point.
 _RGB_TO_XYZN = (

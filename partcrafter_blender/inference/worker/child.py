@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..contract import CancelToken, ProgressEvent
-from ..errors import PartCrafterError
+from ..errors import EngineFailed, PartCrafterError
 from ..registry import create_engine, register_engine
 from . import protocol
 
@@ -147,14 +147,13 @@ def main() -> int:
         elif message["type"] == "generate":
             _generate(message, channel, stdin)
         else:
-            channel.send({"type": "error", "kind": "EngineFailed", "message": f"Unknown job type {message['type']!r}."})
+            channel.send(protocol.error_message(EngineFailed(f"Unknown job type {message['type']!r}.")))
             return 2
     except PartCrafterError as exc:
-        channel.send({"type": "error", "kind": protocol.error_kind(exc), "message": str(exc)})
+        channel.send(protocol.error_message(exc))
     except Exception as exc:  # an engine bug: report it as a failed run, with the traceback in the log
         traceback.print_exc()
-        channel.send({"type": "error", "kind": "EngineFailed",
-                      "message": f"The engine failed unexpectedly ({type(exc).__name__}: {exc})."})
+        channel.send(protocol.error_message(EngineFailed(f"The engine failed unexpectedly ({type(exc).__name__}: {exc}).")))
         return 1
     finally:
         sys.stderr.flush()

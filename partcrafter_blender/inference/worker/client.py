@@ -254,7 +254,7 @@ class WorkerEngine:
         if final is None:
             raise child.failure("stopped without a result")
         if final["type"] == "error":
-            raise protocol.error_from(final["kind"], final["message"])
+            raise protocol.error_from(final)
         try:
             return protocol.read_result(final["meta"], child.workdir)
         except (OSError, KeyError, ValueError) as exc:

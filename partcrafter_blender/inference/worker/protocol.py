@@ -7,7 +7,7 @@ Parent -> child: JSON lines on the child's stdin. The first line is the job
 Child -> parent: JSON lines on the child's stdout, one event each:
 {"type": "progress", "stage", "fraction", "message"}, then exactly one of
 {"type": "result", "meta": {...}} (arrays in result.npz in the job folder),
-{"type": "error", "kind", "message"} or {"type": "check", "report": {...}}.
+{"type": "error", "code", "message"} (code: errors.ERROR_CODES) or {"type": "check", "report": {...}}.
 
 Arrays never go through the pipe: the image is image.npy and the meshes are
 result.npz, both in a private temporary folder the parent creates and deletes.
@@ -22,20 +22,12 @@ from typing import Any
 import numpy as np
 
 from ..contract import FailedPart, GenerationRequest, GenerationResult, PartMesh
-from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, PartCrafterError
+from ..params import GenerationParams
+from ..errors import PartCrafterError, error_code, error_from_code
 
 IMAGE_FILE = "image.npy"
 RESULT_FILE = "result.npz"
 STDERR_FILE = "stderr.log"
-
-# Errors that cross the process boundary as themselves; anything else becomes EngineFailed.
-ERROR_KINDS: dict[str, type[PartCrafterError]] = {
-    "Cancelled": Cancelled,
-    "EngineUnavailable": EngineUnavailable,
-    "EngineFailed": EngineFailed,
-    "InputImageError": InputImageError,
-}
-
 
 def encode(message: dict[str, Any]) -> bytes:
     return (json.dumps(message, default=_jsonable, separators=(",", ":")) + "\n").encode("utf-8")
@@ -57,18 +49,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def error_kind(exc: BaseException) -> str:
-    for kind, cls in ERROR_KINDS.items():
-        if type(exc) is cls:
-            return kind
-    for kind, cls in ERROR_KINDS.items():
-        if isinstance(exc, cls):
-            return kind
-    return "EngineFailed"
+def error_message(exc: BaseException) -> dict[str, Any]:
+    """The error event for `exc`; an error without a code (an engine bug) travels as engine_failed."""
+    return {"type": "error", "code": error_code(exc) or "engine_failed", "message": str(exc)}
 
 
-def error_from(kind: str, message: str) -> PartCrafterError:
-    return ERROR_KINDS.get(kind, EngineFailed)(message)
+def error_from(event: dict[str, Any]) -> PartCrafterError:
+    return error_from_code(str(event.get("code", "")), str(event.get("message", "")))
 
 
 def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -> dict[str, Any]:
@@ -80,11 +67,7 @@ def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -
         "request": {
             "image_name": request.image_name,
             "image_sha256": request.image_sha256,
-            "num_parts": request.num_parts,
-            "seed": request.seed,
-            "steps": request.steps,
-            "guidance": request.guidance,
-            "quality": request.quality,
+            "params": request.params.to_wire(),
             "options": request.options,
         },
     }
@@ -93,7 +76,9 @@ def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -
 def request_from_message(message: dict[str, Any]) -> GenerationRequest:
     workdir = Path(message["workdir"])
     image = np.load(workdir / IMAGE_FILE, allow_pickle=False)
-    return GenerationRequest(image=image, **message["request"])
+    fields = dict(message["request"])
+    params = GenerationParams.from_wire(fields.pop("params"))
+    return GenerationRequest.from_params(params, image=image, **fields)
 
 
 def write_result(result: GenerationResult, workdir: Path) -> dict[str, Any]:

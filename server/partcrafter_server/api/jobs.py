@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from partcrafter_blender.inference import create_engine, engine_names
+from partcrafter_blender.inference.params import param_specs
 
 from .. import holders
 from ..auth import Owner
@@ -23,6 +24,7 @@ from ..engine_messages import unavailable_reason
 from ..intake import clean_upload
 from ..limits import retry_after
 from ..problems import ProblemError, responses
+from ..store import Job
 from .deps import get_ctx, get_dispatcher, get_owner
 from .models import JobOut, JobParams, job_out
 from .multipart import read_form
@@ -44,7 +46,7 @@ _UPLOAD_SCHEMA = {
                     "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WEBP."},
                     "params": {
                         "type": "string",
-                        "description": "JSON object: num_parts (1-16 or null), seed, steps, guidance, engine, quality.",
+                        "description": f"JSON object: {', '.join(param_specs())} and engine (see JobParams).",
                     },
                     "policy_version": {
                         "type": "string",
@@ -65,12 +67,12 @@ _UPLOAD_SCHEMA = {
 }
 
 
-def _view(ctx: ServerContext, job: dict[str, Any]) -> JobOut:
-    position = max(1, ctx.db.queue_position(job["seq"])) if job["status"] == "queued" else None
+def _view(ctx: ServerContext, job: Job) -> JobOut:
+    position = max(1, ctx.db.queue_position(job.seq)) if job.status == "queued" else None
     return job_out(job, position)
 
 
-def _owned(ctx: ServerContext, owner: Owner, job_id: str) -> dict[str, Any]:
+def _owned(ctx: ServerContext, owner: Owner, job_id: str) -> Job:
     job = ctx.db.job(job_id, owner.key_id)
     if job is None:  # someone else's job looks exactly like no job
         raise ProblemError(404, "not_found", "No such job for this key.")
@@ -281,7 +283,7 @@ def delete_job(
     job = ctx.service.delete(owner.key_id, job_id)
     if job is None:
         raise ProblemError(404, "not_found", "No such job for this key.")
-    if job["status"] == "running":
+    if job.status == "running":
         dispatcher.cancel(job_id)
     return Response(status_code=204)
 
@@ -303,18 +305,18 @@ def get_result(
     request: Request, job_id: str = JobId, owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)
 ) -> Response:
     job = _owned(ctx, owner, job_id)
-    if job["status"] == "expired":
+    if job.status == "expired":
         raise ProblemError(410, "expired", "The result was erased by the retention policy.")
-    if job["status"] != "succeeded":
+    if job.status != "succeeded":
         view = _view(ctx, job)
         detail = (
             "The job has not finished yet."
-            if job["status"] in ("queued", "running")
-            else f"The job {job['status']}; it has no result."
+            if job.status in ("queued", "running")
+            else f"The job {job.status}; it has no result."
         )
         raise ProblemError(409, "not_ready", detail, _poll_headers(view))
     wants_gzip = _accepts_gzip(request.headers.get("accept-encoding", ""))
-    etag = f'"{job["result_etag"]}{"-gzip" if wants_gzip else ""}"'
+    etag = f'"{job.result_etag}{"-gzip" if wants_gzip else ""}"'
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "private, no-store"}
     match = request.headers.get("if-none-match", "")
     if etag in [t.strip() for t in match.split(",")] or match.strip() == "*":

@@ -26,7 +26,7 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
     jobs = ctx.db.jobs_of(owner.key_id)
     stored = 0
     for job in jobs:
-        for blob_id in (job["input_blob"], job["result_blob"]):
+        for blob_id in (job.input_blob, job.result_blob):
             if blob_id:
                 path = ctx.blobs.path(blob_id)
                 stored += path.stat().st_size if path.exists() else 0
@@ -45,7 +45,7 @@ def _me(ctx: ServerContext, owner: Owner) -> MeOut:
         ),
         processing_restricted=held.restricted,
         analytics_objection=held.objects,
-        jobs=[job_out(j, max(1, ctx.db.queue_position(j["seq"])) if j["status"] == "queued" else None) for j in jobs],
+        jobs=[job_out(j, max(1, ctx.db.queue_position(j.seq)) if j.status == "queued" else None) for j in jobs],
         audit_events=events,
         stored_bytes=stored,
     )
@@ -105,9 +105,9 @@ def export_me(owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(ge
         meta = {"exported_at": iso(now), "policy_version": ctx.settings.policy_version, **me.model_dump()}
         z.writestr("metadata.json", json.dumps(meta, indent=2))
         for job in ctx.db.jobs_of(owner.key_id):
-            if job["status"] == "succeeded" and job["result_blob"]:
+            if job.status == "succeeded" and job.result_blob:
                 try:
-                    z.writestr(f"results/{job['id']}.glb", ctx.blobs.read(job["result_blob"]))
+                    z.writestr(f"results/{job.id}.glb", ctx.blobs.read(job.result_blob))
                 except BlobError:
                     continue  # erased by retention between the listing and the read
     return Response(

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from partcrafter_blender.inference import MAX_PARTS
+from partcrafter_blender.api_v1 import JobStatus
+from partcrafter_blender.inference.params import ParamSpec, param_default, param_specs, param_type
 
 from ..clock import iso
 from ..holders import CONTACT_MAX, LABEL_MAX
+from ..store import Job
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
 
 
-class JobParams(BaseModel):
-    """The `params` form field. Upper bounds of steps/guidance are settings, checked on submit."""
+def _param_field(name: str, spec: ParamSpec) -> tuple[Any, Any]:
+    """One pydantic field from the parameter's definition (inference/params.py)."""
+    default = param_default(name)
+    description = f"{spec.description}; null for {spec.none_means}." if spec.none_means else f"{spec.description}."
+    if spec.choices:
+        return Literal[tuple(c[0] for c in spec.choices)], Field(default, description=description)  # type: ignore[return-value]
+    kind: Any = param_type(name)
+    return (kind | None if spec.none_means else kind), Field(default, ge=spec.minimum, le=spec.maximum, description=description)
 
-    model_config = ConfigDict(extra="forbid")
 
-    num_parts: int | None = Field(None, ge=1, le=MAX_PARTS, description="Parts to make, or null for Auto.")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    steps: int = Field(50, ge=1, le=1000)
-    guidance: float = Field(7.0, ge=0.0, le=100.0)
-    engine: str | None = Field(None, max_length=64, description="Engine name; null for the server's default.")
-    quality: Literal["draft", "standard", "high"] = "standard"
+# The `params` form field: every generation parameter plus the engine. A server may lower
+# the upper bounds of steps and guidance further (settings, checked on submit).
+JobParams: type[BaseModel] = create_model(
+    "JobParams",
+    __config__=ConfigDict(extra="forbid"),
+    engine=(str | None, Field(None, max_length=64, description="Engine name; null for the server's default.")),
+    **{name: _param_field(name, spec) for name, spec in param_specs().items()},  # type: ignore[call-overload]
+)
 
 
 class PartOut(BaseModel):
@@ -124,26 +132,26 @@ class HealthOut(BaseModel):
     status: str
 
 
-def job_out(job: dict[str, Any], queue_position: int | None) -> JobOut:
-    jid = job["id"]
-    error = ErrorOut(code=job["error_code"], message=job["error_message"] or "") if job["error_code"] else None
+def job_out(job: Job, queue_position: int | None) -> JobOut:
+    jid = job.id
+    error = ErrorOut(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
         id=jid,
-        status=job["status"],
-        stage=job["stage"],
-        progress=float(job["progress"]),
+        status=job.status,
+        stage=job.stage,
+        progress=float(job.progress),
         queue_position=queue_position,
-        engine=job["engine"],
-        params=job["params"],
-        policy_version=job["policy_version"],
-        parts=[PartOut(**p) for p in job["parts"]],
+        engine=job.engine,
+        params=job.params,
+        policy_version=job.policy_version,
+        parts=[PartOut(**p) for p in job.parts],
         error=error,
-        created_at=iso(job["created_at"]) or "",
-        started_at=iso(job["started_at"]),
-        finished_at=iso(job["finished_at"]),
-        input_deleted_at=iso(job["input_deleted_at"]),
-        result_expires_at=iso(job["result_expires_at"]),
-        result_retention_minutes=round(job["result_retention_s"] / 60) if job.get("result_retention_s") else None,
-        timings=job["timings"],
+        created_at=iso(job.created_at) or "",
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        input_deleted_at=iso(job.input_deleted_at),
+        result_expires_at=iso(job.result_expires_at),
+        result_retention_minutes=round(job.result_retention_s / 60) if job.result_retention_s else None,
+        timings=job.timings,
         links=Links(self=f"/v1/jobs/{jid}", result=f"/v1/jobs/{jid}/result", cancel=f"/v1/jobs/{jid}/cancel"),
     )

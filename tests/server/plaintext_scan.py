@@ -1,7 +1,8 @@
-"""Runs last (file name): no plaintext image or mesh bytes on disk, no keys or file names in logs.
+"""The privacy scan every server test session ends with (conftest.py's session fixture):
+no plaintext image or mesh bytes on disk, no keys or file names in the logs.
 
-Covers every server process the session started: data folders (database, WAL,
-blobs, key ring) and each server's private TMPDIR.
+It covers every server process the session started: data folders (database, WAL, blobs,
+key ring), each server's private TMPDIR, and its log.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
+from typing import Any, Iterable
 
-import pytest
 from server_test_engines import MARKER
-from server_test_support import ISSUED_KEYS, STARTED, UPLOAD_NAME
+from server_test_support import ISSUED_KEYS, UPLOAD_NAME
 
 PLAINTEXT = {
     "PNG": re.compile(re.escape(b"\x89PNG\r\n\x1a\n")),
@@ -29,22 +30,22 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def test_no_plaintext_image_or_mesh_bytes_on_disk() -> None:
-    if not STARTED:
-        pytest.skip("no server ran in this session (run the whole tests/server folder)")
+def scan_disk(servers: Iterable[Any]) -> None:
+    """Each server's `data_dir` and `tmp_dir`, every file in full."""
     scanned = 0
-    for srv in STARTED:
+    for srv in servers:
         for path in _files(srv.data_dir) + _files(srv.tmp_dir):
             data = path.read_bytes()
             scanned += len(data)
             for what, pattern in PLAINTEXT.items():
                 assert not pattern.search(data), f"plaintext {what} found in {path}"
             assert UPLOAD_NAME.encode() not in data, f"the upload's file name was stored in {path}"
-    assert scanned > 0
+    assert scanned > 0, "the servers of this session left no files to scan"
 
 
-def test_logs_hold_no_keys_or_file_names() -> None:
-    for srv in STARTED:
+def scan_logs(servers: Iterable[Any]) -> None:
+    """Each server's `log_path`."""
+    for srv in servers:
         if not srv.log_path.exists():
             continue
         log = srv.log_path.read_text(errors="replace")
@@ -53,27 +54,3 @@ def test_logs_hold_no_keys_or_file_names() -> None:
             assert key not in log and key.split("_", 2)[2] not in log
         assert not re.search(r'\d+\.\d+\.\d+\.\d+:\d+ - "', log)  # no uvicorn access lines with client addresses
         assert "/v1/jobs/job_" not in log  # paths with ids never logged, only route templates
-
-
-def test_scanner_recognises_plaintext() -> None:
-    """The scan would fail if plaintext were there: each pattern matches a real file of its kind."""
-    import io
-
-    from PIL import Image
-    from server_test_engines import box
-
-    from partcrafter_blender.inference.glb import write_glb
-
-    samples = {}
-    for fmt in ("PNG", "JPEG", "WEBP"):
-        buf = io.BytesIO()
-        Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, format=fmt)
-        samples[fmt] = buf.getvalue()
-    glb = write_glb([box(0), box(1)])
-    import numpy as np
-    from partcrafter_server.intake import pack_pixels
-
-    assert PLAINTEXT["pixel container"].search(pack_pixels(np.zeros((20, 20, 4), np.uint8)))
-    assert PLAINTEXT["PNG"].search(samples["PNG"]) and PLAINTEXT["PNG header chunk"].search(samples["PNG"])
-    assert PLAINTEXT["JPEG"].search(samples["JPEG"]) and PLAINTEXT["WEBP"].search(samples["WEBP"])
-    assert PLAINTEXT["GLB"].search(glb) and PLAINTEXT["mesh vertices"].search(glb)
