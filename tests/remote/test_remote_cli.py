@@ -48,7 +48,8 @@ def test_headless_with_consent_flag_generates_and_records(harness, server, proxy
 def test_headless_asks_for_a_shorter_result_retention(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
     from partcrafter_blender.remote.client import ServerClient
 
-    args = [str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "2", "--quality", "draft"]
+    glb = ["--glb", str(tmp_path / "o.glb")]  # an output in tmp_path: without one the scene lands in the repository
+    args = [str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "2", "--quality", "draft", *glb]
     out = run_cli([*args, "--keep-on-server", "--result-retention-minutes", "15"], user_dir, server.key)
     assert out.returncode == 0, out.stderr
     client = ServerClient(server.url, server.key)
