@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .contract import CancelToken, Engine, GenerationRequest, GenerationResult, ProgressCallback
 from .errors import EngineFailed, EngineUnavailable
+from .variants import generate_variants
 
 
 def run_engine(
@@ -17,13 +18,16 @@ def run_engine(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> GenerationResult:
-    """Check availability, generate, and require at least one part (the failed ones
-    are named). Raises the PartCrafterError family."""
+    """Check availability, generate (each seed variant, see variants.py), and require at
+    least one part (the failed ones are named). Raises the PartCrafterError family."""
     cancel = cancel or CancelToken()
     available = engine.availability()
     if not available.ok:
         raise EngineUnavailable(available.reason or f"Engine '{engine.name}' is not available here.")
-    result = engine.generate(request, progress, cancel)
+    if request.variants > 1 and not getattr(engine, "generates_variants", False):
+        result = generate_variants(engine, request, progress, cancel)
+    else:
+        result = engine.generate(request, progress, cancel)
     cancel.raise_if_cancelled()
     if not result.parts:
         reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)

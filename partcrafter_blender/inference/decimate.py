@@ -1,0 +1,204 @@
+"""The polygon budget: quadric decimation of closed part meshes to a triangle target.
+
+Runs in the engine's process (the PartCrafter engine, its worker, the server), so only the
+reduced mesh travels and is imported. The collapse itself is `fast-simplification`
+(quadric error metrics, the library trimesh also uses), an engine-side dependency: the
+Blender extension does not bundle it, and the relief engine, which runs inside Blender,
+meets the budget with its own grid instead (relief/meshing.py).
+
+Every reduced part is checked: closed (each edge shared by exactly two triangles) and
+consistently oriented (the two run the edge in opposite directions). A part that the
+library cannot reduce without breaking that is reduced less, never returned broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EngineUnavailable
+
+# Aggressiveness of the collapse schedule, tried in order: lower is slower and gentler.
+_AGGRESSIVENESS = (7, 5, 3)
+# Sliver clean-up: triangles under this quality get their best edge flipped, where the two
+# triangles are this flat (cosine between their normals), so the surface barely moves.
+SLIVER_QUALITY = 0.25
+FLIP_FLATNESS = float(np.cos(np.radians(12.0)))
+
+
+@dataclass(frozen=True)
+class Decimated:
+    vertices: np.ndarray  # float32 (V, 3)
+    faces: np.ndarray  # int32 (F, 3)
+    input_triangles: int
+    min_quality: float  # worst triangle's shape quality in [0, 1] (1: equilateral)
+
+
+def part_targets(face_counts: list[int], max_triangles: int, whole: bool) -> list[int]:
+    """The triangle target of each part: `max_triangles` each, or, for the whole result,
+    `max_triangles` shared in proportion to each part's size (at least 4 triangles each,
+    a tetrahedron). A part already under its target keeps its count."""
+    if max_triangles <= 0:
+        return list(face_counts)
+    if not whole:
+        return [min(n, max_triangles) for n in face_counts]
+    total = sum(face_counts)
+    if total <= max_triangles:
+        return list(face_counts)
+    return [min(n, max(4, int(max_triangles * n / total))) for n in face_counts]
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> Decimated:
+    """Reduce a closed, consistently oriented triangle mesh to about `target` triangles."""
+    vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.int32)
+    if target >= len(faces):
+        return Decimated(vertices, faces, len(faces), triangle_quality(vertices, faces).min(initial=1.0))
+    simplify = _library()
+    reduction = 1.0 - target / len(faces)
+    for agg in _AGGRESSIVENESS:
+        v, f = simplify(vertices, faces, target_reduction=reduction, agg=agg)
+        v, f = _drop_unused(np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int32))
+        if len(f) and is_closed_and_oriented(f):
+            f = flip_slivers(v, f)  # flips fix flat caps, relaxing fixes needles
+            v = relax_slivers(v, f)
+            f = flip_slivers(v, f)
+            return Decimated(v, f, len(faces), float(triangle_quality(v, f).min()))
+    # Never hand back a broken part: keep the input, which is closed (the caller checked).
+    return Decimated(vertices, faces, len(faces), float(triangle_quality(vertices, faces).min(initial=1.0)))
+
+
+def is_closed_and_oriented(faces: np.ndarray) -> bool:
+    """Every directed edge appears once and its reverse once: closed, manifold, one orientation."""
+    f = np.asarray(faces, dtype=np.int64)
+    if not len(f) or (f[:, 0] == f[:, 1]).any() or (f[:, 1] == f[:, 2]).any() or (f[:, 0] == f[:, 2]).any():
+        return False
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    n = int(f.max()) + 1
+    keys = directed[:, 0] * n + directed[:, 1]
+    if len(np.unique(keys)) != len(keys):
+        return False  # an edge run twice the same way: flipped face or non-manifold edge
+    reverse = directed[:, 1] * n + directed[:, 0]
+    return bool(np.isin(reverse, keys, assume_unique=True).all())
+
+
+def triangle_quality(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """4*sqrt(3)*area / (sum of squared edge lengths) per triangle: 1 equilateral, 0 degenerate."""
+    p = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
+    a, b, c = p[:, 1] - p[:, 0], p[:, 2] - p[:, 1], p[:, 0] - p[:, 2]
+    area = 0.5 * np.linalg.norm(np.cross(a, -c), axis=1)
+    squares = (a * a).sum(1) + (b * b).sum(1) + (c * c).sum(1)
+    return np.where(squares > 0, 4.0 * np.sqrt(3.0) * area / np.maximum(squares, 1e-300), 0.0)
+
+
+def flip_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 4) -> np.ndarray:
+    """Flip the diagonal of flat triangle pairs where that lifts the worse triangle's quality.
+
+    A flip keeps the vertex set, the triangle count, closedness and orientation: triangles
+    (a, b, c) and (b, a, d) become (c, a, d) and (d, b, c). Only pairs whose normals agree
+    within FLIP_FLATNESS flip, and never onto an edge that already exists."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.array(faces, dtype=np.int64)
+    for _ in range(rounds):
+        quality = triangle_quality(v, f)
+        bad = np.nonzero(quality < SLIVER_QUALITY)[0]
+        if not len(bad):
+            break
+        owner = {(int(i), int(j)): t for t, tri in enumerate(f.tolist()) for i, j in ((tri[0], tri[1]), (tri[1], tri[2]), (tri[2], tri[0]))}
+        touched: set[int] = set()
+        flipped = 0
+        for t in bad[np.argsort(quality[bad])].tolist():
+            if t in touched:
+                continue
+            best: tuple[float, int, list[int], list[int]] | None = None
+            tri = f[t].tolist()
+            for e in range(3):
+                a, b, c = tri[e], tri[(e + 1) % 3], tri[(e + 2) % 3]
+                u = owner.get((b, a))
+                if u is None or u in touched:
+                    continue
+                d = next(x for x in f[u].tolist() if x != a and x != b)
+                if d == c or (c, d) in owner or (d, c) in owner:
+                    continue
+                new_t, new_u = [c, a, d], [d, b, c]
+                if not _flat(v, tri, f[u].tolist(), new_t, new_u):
+                    continue
+                gain = float(triangle_quality(v, np.array([new_t, new_u])).min())
+                if gain > min(quality[t], quality[u]) and (best is None or gain > best[0]):
+                    best = (gain, u, new_t, new_u)
+            if best is None:
+                continue
+            _gain, u, new_t, new_u = best
+            for tri_old in (f[t].tolist(), f[u].tolist()):
+                for i, j in ((tri_old[0], tri_old[1]), (tri_old[1], tri_old[2]), (tri_old[2], tri_old[0])):
+                    owner.pop((i, j), None)
+            f[t], f[u] = new_t, new_u
+            for tri_new, owner_face in ((new_t, t), (new_u, u)):
+                for i, j in ((tri_new[0], tri_new[1]), (tri_new[1], tri_new[2]), (tri_new[2], tri_new[0])):
+                    owner[(i, j)] = owner_face
+            touched.update((t, u))
+            flipped += 1
+        if not flipped:
+            break
+    return f.astype(np.int32)
+
+
+def relax_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 6, step: float = 0.5) -> np.ndarray:
+    """Slide the vertices of sliver triangles towards their neighbours' centroid, within
+    their tangent plane (so the surface stays put), undoing any move that turns a face."""
+    v = np.asarray(vertices, dtype=np.float64).copy()
+    f = np.asarray(faces, dtype=np.int64)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    degree = np.bincount(edges[:, 0], minlength=len(v)).astype(np.float64)
+    for _ in range(rounds):
+        quality = triangle_quality(v, f)
+        bad = quality < SLIVER_QUALITY
+        if not bad.any():
+            break
+        moving = np.zeros(len(v), dtype=bool)
+        moving[f[bad].reshape(-1)] = True
+        face_normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        normals = np.zeros_like(v)
+        for k in range(3):
+            np.add.at(normals, f[:, k], face_normals)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+        centroid = np.zeros_like(v)
+        np.add.at(centroid, edges[:, 0], v[edges[:, 1]])
+        centroid /= np.maximum(degree, 1.0)[:, None]
+        delta = centroid - v
+        delta -= (delta * normals).sum(axis=1, keepdims=True) * normals
+        trial = np.where(moving[:, None], v + step * delta, v)
+        new_normals = np.cross(trial[f[:, 1]] - trial[f[:, 0]], trial[f[:, 2]] - trial[f[:, 0]])
+        turned = (new_normals * face_normals).sum(axis=1) <= 0.5 * np.linalg.norm(new_normals, axis=1) * np.linalg.norm(face_normals, axis=1)
+        keep = np.zeros(len(v), dtype=bool)
+        keep[f[turned].reshape(-1)] = True
+        v = np.where(keep[:, None], v, trial)
+    return v.astype(np.float32)
+
+
+def _flat(v: np.ndarray, *triangles: list[int]) -> bool:
+    """All four triangles (the pair and its flip) face within FLIP_FLATNESS of each other."""
+    normals = np.cross(v[[t[1] for t in triangles]] - v[[t[0] for t in triangles]],
+                       v[[t[2] for t in triangles]] - v[[t[0] for t in triangles]])
+    lengths = np.linalg.norm(normals, axis=1)
+    if (lengths <= 0).any():
+        return False
+    normals /= lengths[:, None]
+    return bool((normals @ normals.T >= FLIP_FLATNESS).all())
+
+
+def _drop_unused(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return vertices[used], inverse.reshape(-1, 3).astype(np.int32)
+
+
+def _library():  # type: ignore[no-untyped-def]
+    try:
+        from fast_simplification import simplify
+    except ImportError as exc:
+        raise EngineUnavailable(
+            "The triangle budget needs the 'fast-simplification' package in the engine's Python "
+            "(pip install fast-simplification; it is part of the 'gpu' extra)."
+        ) from exc
+    return simplify
