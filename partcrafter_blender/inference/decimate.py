@@ -7,8 +7,9 @@ Blender extension does not bundle it, and the relief engine, which runs inside B
 meets the budget with its own grid instead (relief/meshing.py).
 
 Every reduced part is checked: closed (each edge shared by exactly two triangles) and
-consistently oriented (the two run the edge in opposite directions). A part that the
-library cannot reduce without breaking that is reduced less, never returned broken.
+consistently oriented (the two run the edge in opposite directions). A closed part that
+the library cannot reduce without breaking that is kept as it was, never returned broken
+(`Decimated.reduced` says so, and the engines record it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Decimated:
     faces: np.ndarray  # int32 (F, 3)
     input_triangles: int
     min_quality: float  # worst triangle's shape quality in [0, 1] (1: equilateral)
+    reduced: bool  # False when the part was kept as it was (under target, or not reducible)
 
 
 def part_targets(face_counts: list[int], max_triangles: int, whole: bool) -> list[int]:
@@ -53,20 +55,21 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> Decimated:
     """Reduce a closed, consistently oriented triangle mesh to about `target` triangles."""
     vertices = np.ascontiguousarray(vertices, dtype=np.float32)
     faces = np.ascontiguousarray(faces, dtype=np.int32)
+    kept = Decimated(vertices, faces, len(faces), float(triangle_quality(vertices, faces).min(initial=1.0)), False)
     if target >= len(faces):
-        return Decimated(vertices, faces, len(faces), triangle_quality(vertices, faces).min(initial=1.0))
+        return kept
     simplify = _library()
     reduction = 1.0 - target / len(faces)
+    closed = is_closed_and_oriented(faces)
     for agg in _AGGRESSIVENESS:
         v, f = simplify(vertices, faces, target_reduction=reduction, agg=agg)
         v, f = _drop_unused(np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int32))
-        if len(f) and is_closed_and_oriented(f):
+        if len(f) and (is_closed_and_oriented(f) or not closed):
             f = flip_slivers(v, f)  # flips fix flat caps, relaxing fixes needles
             v = relax_slivers(v, f)
             f = flip_slivers(v, f)
-            return Decimated(v, f, len(faces), float(triangle_quality(v, f).min()))
-    # Never hand back a broken part: keep the input, which is closed (the caller checked).
-    return Decimated(vertices, faces, len(faces), float(triangle_quality(vertices, faces).min(initial=1.0)))
+            return Decimated(v, f, len(faces), float(triangle_quality(v, f).min()), True)
+    return kept  # never a broken part
 
 
 def is_closed_and_oriented(faces: np.ndarray) -> bool:

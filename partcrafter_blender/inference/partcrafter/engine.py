@@ -33,6 +33,7 @@ import numpy as np
 
 from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, PartMesh, ProgressCallback
 from ..contract import ProgressEvent
+from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
 from .weights import verify_weights_folder
 
@@ -42,13 +43,15 @@ AUTO_NUM_PARTS = 4
 DEFAULT_NUM_TOKENS = 1024
 # quality -> (dense octree depth, hierarchical octree depth); "standard" is the published default.
 QUALITY_DEPTHS = {"draft": (7, 8), "standard": (8, 9), "high": (8, 10)}
+# max_triangles=0: triangles per part by quality (marching cubes alone gives several hundred thousand).
+DEFAULT_PART_TRIANGLES = {"draft": 10_000, "standard": 30_000, "high": 100_000}
 # fast_decode: the dense grid this many levels coarser (depth 6 instead of 8 at "standard").
 FAST_DECODE_COARSE_LEVELS = 2
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 ENV = {"weights_path": "PARTCRAFTER_WEIGHTS", "device": "PARTCRAFTER_DEVICE", "dtype": "PARTCRAFTER_DTYPE",
        "offload": "PARTCRAFTER_OFFLOAD"}
 REQUIRED_MODULES = {"torch": "torch", "transformers": "transformers", "safetensors": "safetensors",
-                    "skimage": "scikit-image"}
+                    "skimage": "scikit-image", "fast_simplification": "fast-simplification"}
 
 # Distinct, readable part colours (sRGB), repeated when there are more parts.
 PALETTE = (
@@ -199,16 +202,27 @@ class PartCrafterEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
-        parts: list[PartMesh] = []
-        for index, mesh in enumerate(output.meshes):
-            if mesh is None:
-                continue
-            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
-            vertices = np.clip(mesh.vertices, -1.0, 1.0)
-            parts.append(PartMesh(f"part_{index:02d}", vertices, mesh.faces, color=(*PALETTE[index % len(PALETTE)], 1.0)))
-        if not parts:
+        meshes = [(index, mesh) for index, mesh in enumerate(output.meshes) if mesh is not None]
+        if not meshes:
             reasons = "; ".join(f"part {f.index}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
+        report(ProgressEvent("decimate", 0.99, "Reducing the parts to the triangle budget"))
+        budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
+        targets = part_targets([len(m.faces) for _i, m in meshes], budget, whole=request.budget_scope == "model")
+        parts: list[PartMesh] = []
+        reduction = {"max_triangles": budget, "budget_scope": request.budget_scope, "input_triangles": 0,
+                     "min_triangle_quality": 1.0, "parts_kept_unreduced": 0}
+        for (index, mesh), target in zip(meshes, targets, strict=True):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            reduced = decimate(mesh.vertices, mesh.faces, target)
+            reduction["input_triangles"] += reduced.input_triangles
+            reduction["parts_kept_unreduced"] += int(target < len(mesh.faces) and not reduced.reduced)
+            reduction["min_triangle_quality"] = round(min(reduction["min_triangle_quality"], reduced.min_quality), 4)
+            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
+            vertices = np.clip(reduced.vertices, -1.0, 1.0)
+            parts.append(PartMesh(f"part_{index:02d}", vertices, reduced.faces,
+                                  color=(*PALETTE[index % len(PALETTE)], 1.0)))
         metadata = {
             "num_parts": num_parts,
             "auto_parts": request.num_parts is None,
@@ -224,6 +238,7 @@ class PartCrafterEngine:
             "stage_seconds": output.seconds,
             "peak_gpu_bytes": output.peak_gpu_bytes,
             "peak_rss_bytes": output.peak_rss_bytes,
+            "decimation": reduction,
         }
         if request.num_parts is None:
             metadata["auto_parts_note"] = (
