@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .contract import CancelToken, Engine, GenerationRequest, GenerationResult, ProgressCallback
 from .errors import EngineFailed, EngineUnavailable
-from .variants import generate_variants
+from .variants import generate
 
 
 def run_engine(
@@ -24,10 +24,7 @@ def run_engine(
     available = engine.availability()
     if not available.ok:
         raise EngineUnavailable(available.reason or f"Engine '{engine.name}' is not available here.")
-    if request.variants > 1 and not getattr(engine, "generates_variants", False):
-        result = generate_variants(engine, request, progress, cancel)
-    else:
-        result = engine.generate(request, progress, cancel)
+    result = generate(engine, request, progress, cancel)
     cancel.raise_if_cancelled()
     if not result.parts:
         reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)

@@ -14,6 +14,15 @@ import dataclasses
 from .contract import CancelToken, Engine, GenerationRequest, GenerationResult, ProgressCallback, ProgressEvent
 
 
+def generate(
+    engine: Engine, request: GenerationRequest, progress: ProgressCallback | None, cancel: CancelToken
+) -> GenerationResult:
+    """The engine's result for `request`, all its variants included."""
+    if request.variants > 1 and not getattr(engine, "generates_variants", False):
+        return generate_variants(engine, request, progress, cancel)
+    return engine.generate(request, progress, cancel)
+
+
 def generate_variants(
     engine: Engine,
     request: GenerationRequest,

@@ -180,7 +180,8 @@ def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
         t0 = time.perf_counter()
         result = run_engine(engine, request, progress, token)
         t1 = time.perf_counter()
-        glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version})
+        glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version},
+                        variant_seeds=result.variant_seeds)
         t2 = time.perf_counter()
     except Exception as exc:  # an engine bug must fail one job, not the worker
         code = error_code(exc)
