@@ -14,6 +14,7 @@ the library cannot reduce without breaking that is kept as it was, never returne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,56 +96,77 @@ def triangle_quality(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(squares > 0, 4.0 * np.sqrt(3.0) * area / np.maximum(squares, 1e-300), 0.0)
 
 
-def flip_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 4) -> np.ndarray:
+def flip_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 3) -> np.ndarray:
     """Flip the diagonal of flat triangle pairs where that lifts the worse triangle's quality.
 
     A flip keeps the vertex set, the triangle count, closedness and orientation: triangles
     (a, b, c) and (b, a, d) become (c, a, d) and (d, b, c). Only pairs whose normals agree
-    within FLIP_FLATNESS flip, and never onto an edge that already exists."""
-    v = np.asarray(vertices, dtype=np.float64)
+    within FLIP_FLATNESS flip, and never onto an edge that already exists. Few triangles
+    are slivers, so the per-pair work is plain Python on tuples."""
+    points = np.asarray(vertices, dtype=np.float64).tolist()
     f = np.array(faces, dtype=np.int64)
+    tris = f.tolist()
+    owner = {(t[i], t[(i + 1) % 3]): n for n, t in enumerate(tris) for i in range(3)}
     for _ in range(rounds):
-        quality = triangle_quality(v, f)
+        quality = triangle_quality(vertices, np.array(tris))
         bad = np.nonzero(quality < SLIVER_QUALITY)[0]
-        if not len(bad):
-            break
-        owner = {(int(i), int(j)): t for t, tri in enumerate(f.tolist()) for i, j in ((tri[0], tri[1]), (tri[1], tri[2]), (tri[2], tri[0]))}
         touched: set[int] = set()
-        flipped = 0
         for t in bad[np.argsort(quality[bad])].tolist():
             if t in touched:
                 continue
             best: tuple[float, int, list[int], list[int]] | None = None
-            tri = f[t].tolist()
             for e in range(3):
-                a, b, c = tri[e], tri[(e + 1) % 3], tri[(e + 2) % 3]
+                a, b, c = tris[t][e], tris[t][(e + 1) % 3], tris[t][(e + 2) % 3]
                 u = owner.get((b, a))
                 if u is None or u in touched:
                     continue
-                d = next(x for x in f[u].tolist() if x != a and x != b)
+                d = next(x for x in tris[u] if x != a and x != b)
                 if d == c or (c, d) in owner or (d, c) in owner:
                     continue
                 new_t, new_u = [c, a, d], [d, b, c]
-                if not _flat(v, tri, f[u].tolist(), new_t, new_u):
+                normals = [_normal(points, tri) for tri in (tris[t], tris[u], new_t, new_u)]
+                if any(n is None for n in normals) or min(
+                    _dot(n, m) for n in normals for m in normals  # type: ignore[arg-type]
+                ) < FLIP_FLATNESS:
                     continue
-                gain = float(triangle_quality(v, np.array([new_t, new_u])).min())
+                gain = min(_quality(points, new_t), _quality(points, new_u))
                 if gain > min(quality[t], quality[u]) and (best is None or gain > best[0]):
                     best = (gain, u, new_t, new_u)
             if best is None:
                 continue
             _gain, u, new_t, new_u = best
-            for tri_old in (f[t].tolist(), f[u].tolist()):
-                for i, j in ((tri_old[0], tri_old[1]), (tri_old[1], tri_old[2]), (tri_old[2], tri_old[0])):
-                    owner.pop((i, j), None)
-            f[t], f[u] = new_t, new_u
-            for tri_new, owner_face in ((new_t, t), (new_u, u)):
-                for i, j in ((tri_new[0], tri_new[1]), (tri_new[1], tri_new[2]), (tri_new[2], tri_new[0])):
-                    owner[(i, j)] = owner_face
+            for n in (t, u):
+                for i in range(3):
+                    owner.pop((tris[n][i], tris[n][(i + 1) % 3]), None)
+            tris[t], tris[u] = new_t, new_u
+            for n in (t, u):
+                for i in range(3):
+                    owner[(tris[n][i], tris[n][(i + 1) % 3])] = n
             touched.update((t, u))
-            flipped += 1
-        if not flipped:
+        if not touched:
             break
-    return f.astype(np.int32)
+    return np.array(tris, dtype=np.int32).reshape(-1, 3)
+
+
+def _normal(points: list[list[float]], tri: list[int]) -> tuple[float, float, float] | None:
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = (points[i] for i in tri)
+    ux, uy, uz, vx, vy, vz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
+    nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+    length = math.sqrt(nx * nx + ny * ny + nz * nz)
+    return None if length == 0 else (nx / length, ny / length, nz / length)
+
+
+def _dot(n: tuple[float, float, float], m: tuple[float, float, float]) -> float:
+    return n[0] * m[0] + n[1] * m[1] + n[2] * m[2]
+
+
+def _quality(points: list[list[float]], tri: list[int]) -> float:
+    """triangle_quality() of one triangle, in plain Python."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = (points[i] for i in tri)
+    ux, uy, uz, vx, vy, vz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
+    nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+    squares = ux * ux + uy * uy + uz * uz + vx * vx + vy * vy + vz * vz + (cx - bx) ** 2 + (cy - by) ** 2 + (cz - bz) ** 2
+    return 0.0 if squares == 0 else 2.0 * math.sqrt(3.0) * math.sqrt(nx * nx + ny * ny + nz * nz) / squares
 
 
 def relax_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 6, step: float = 0.5) -> np.ndarray:
@@ -178,17 +200,6 @@ def relax_slivers(vertices: np.ndarray, faces: np.ndarray, rounds: int = 6, step
         keep[f[turned].reshape(-1)] = True
         v = np.where(keep[:, None], v, trial)
     return v.astype(np.float32)
-
-
-def _flat(v: np.ndarray, *triangles: list[int]) -> bool:
-    """All four triangles (the pair and its flip) face within FLIP_FLATNESS of each other."""
-    normals = np.cross(v[[t[1] for t in triangles]] - v[[t[0] for t in triangles]],
-                       v[[t[2] for t in triangles]] - v[[t[0] for t in triangles]])
-    lengths = np.linalg.norm(normals, axis=1)
-    if (lengths <= 0).any():
-        return False
-    normals /= lengths[:, None]
-    return bool((normals @ normals.T >= FLIP_FLATNESS).all())
 
 
 def _drop_unused(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
