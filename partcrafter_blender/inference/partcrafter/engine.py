@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, PartMesh, ProgressCallback
+from ..contract import Availability, CancelToken, FailedPart, GenerationRequest, GenerationResult, PartMesh
+from ..contract import ProgressCallback
 from ..contract import ProgressEvent
 from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
@@ -109,10 +110,19 @@ def _bool_option(settings: dict[str, Any], key: str) -> bool:
     raise EngineUnavailable(f"The engine option '{key}' must be true or false, not {value!r}.")
 
 
+def _variant_failures(failures: list[FailedPart], num_parts: int, request: GenerationRequest) -> list[FailedPart]:
+    """Batch rows back to part indices, naming the variant's seed when there are several."""
+    if request.variants == 1:
+        return list(failures)
+    seeds = request.variant_seeds()
+    return [FailedPart(f.index % num_parts, f"seed {seeds[f.index // num_parts]}: {f.reason}") for f in failures]
+
+
 class PartCrafterEngine:
     name = "partcrafter"
     label = "PartCrafter (neural, local GPU)"
     is_preview = False
+    generates_variants = True  # seed variants are denoised in one DiT batch
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -190,6 +200,7 @@ class PartCrafterEngine:
                                           topk_first_chunk=not fast_decode, **limit),
                 progress=progress,
                 cancel=cancel,
+                variant_seeds=request.variant_seeds() if request.variants > 1 else (),
             )
         except (Cancelled, EngineUnavailable, InputImageError, EngineFailed):
             raise
@@ -202,13 +213,17 @@ class PartCrafterEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
+        # Row r of the output is part r % num_parts of variant r // num_parts.
         meshes = [(index, mesh) for index, mesh in enumerate(output.meshes) if mesh is not None]
         if not meshes:
             reasons = "; ".join(f"part {f.index}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
-        report(ProgressEvent("decimate", 0.99, "Reducing the parts to the triangle budget"))
+        report(ProgressEvent("decimate", 1.0, "Reducing the parts to the triangle budget"))
         budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
-        targets = part_targets([len(m.faces) for _i, m in meshes], budget, whole=request.budget_scope == "model")
+        targets: list[int] = []  # a whole-result budget holds for each variant
+        for variant in range(request.variants):
+            counts = [len(m.faces) for i, m in meshes if i // num_parts == variant]
+            targets += part_targets(counts, budget, whole=request.budget_scope == "model")
         parts: list[PartMesh] = []
         reduction = {"max_triangles": budget, "budget_scope": request.budget_scope, "input_triangles": 0,
                      "min_triangle_quality": 1.0, "parts_kept_unreduced": 0}
@@ -221,8 +236,9 @@ class PartCrafterEngine:
             reduction["min_triangle_quality"] = round(min(reduction["min_triangle_quality"], reduced.min_quality), 4)
             # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
             vertices = np.clip(reduced.vertices, -1.0, 1.0)
-            parts.append(PartMesh(f"part_{index:02d}", vertices, reduced.faces,
-                                  color=(*PALETTE[index % len(PALETTE)], 1.0)))
+            variant, part = divmod(index, num_parts)
+            parts.append(PartMesh(f"part_{part:02d}", vertices, reduced.faces,
+                                  color=(*PALETTE[part % len(PALETTE)], 1.0), variant=variant))
         metadata = {
             "num_parts": num_parts,
             "auto_parts": request.num_parts is None,
@@ -253,6 +269,7 @@ class PartCrafterEngine:
             steps=request.steps,
             guidance=request.guidance,
             seconds=time.perf_counter() - started,
-            failed_parts=list(output.failures),
+            failed_parts=_variant_failures(output.failures, num_parts, request),
+            variant_seeds=request.variant_seeds() if request.variants > 1 else [],
             metadata=metadata,
         )
