@@ -255,27 +255,30 @@ def _server_run(args: argparse.Namespace) -> Any:
 def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None) -> dict[str, Any]:
     import bpy  # after the slow part, so bad inputs fail fast
 
-    from .scene.build import build_parts, part_objects
+    from .scene.variants import build_result, result_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     result = outcome.result
-    collection = build_parts(
-        result.parts,
+    collection = build_result(
+        result.variants(),
         collection_name=outcome.image.name,
         size=size,
         provenance=provenance(outcome),
+        location=(0.0, 0.0, 0.0),
         parent_collection=bpy.context.scene.collection,
     )
-    objects = part_objects(collection)
+    objects = result_parts(collection)
     if blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:
-        named = [PartMesh(obj.name, p.vertices, p.faces, p.color) for obj, p in zip(objects, result.parts, strict=True)]
-        glb.write_bytes(write_glb(named, extras=provenance(outcome)))
+        named = [PartMesh(obj.name, p.vertices, p.faces, p.color, p.variant)
+                 for obj, p in zip(objects, result.parts, strict=True)]
+        glb.write_bytes(write_glb(named, extras=provenance(outcome), variant_seeds=result.variant_seeds))
     return {
         "collection": collection.name,
         "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],
         "failed_parts": [{"index": f.index, "reason": f.reason} for f in result.failed_parts],
+        "variant_seeds": [seed for seed, _parts in result.variants()],
         "engine": result.engine,
         "engine_version": result.engine_version,
         "seconds": round(outcome.seconds, 3),

@@ -14,9 +14,10 @@ from . import (
     server_consent,
     server_data,
     server_jobs,
+    variants,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants)
 
 _registered: list[type] = []
 

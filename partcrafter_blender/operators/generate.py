@@ -11,7 +11,7 @@ from ..inference import GenerationParams, InputImageError
 from ..inference.params import param_specs
 from ..param_props import unstored, with_param_properties
 from ..preferences import engine_options, get_preferences
-from ..scene.build import build_parts, part_objects
+from ..scene.variants import build_result, result_parts
 from ..scene.sources import image_input_from_blender
 from ..server_backend import AfterImport, engine_for, server_poll_problem, uses_server
 from ..ui.settings import AUTO_TOGGLES
@@ -114,7 +114,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         warning = self._after_import(context, result) if self._after_import else ""
         if warning:
             self.report({"WARNING"}, warning)
-        summary = f"{collection.name}: {len(part_objects(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
+        summary = f"{collection.name}: {len(result_parts(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
         job_state(context).last_result = summary
         if result.failed_parts:
             failed = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
@@ -126,16 +126,19 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
 def import_outcome(
     context: bpy.types.Context, outcome: GenerationOutcome, size: float, location: tuple[float, float, float]
 ) -> bpy.types.Collection:
-    """Main thread: build the parts into the scene, with their provenance, and select them."""
-    collection = build_parts(
-        outcome.result.parts,
+    """Main thread: build the parts (each seed variant side by side) into the scene, with
+    their provenance, and select them (the first variant's, when there are several)."""
+    collection = build_result(
+        outcome.result.variants(),
         collection_name=outcome.image.name,
         size=size,
         provenance=provenance(outcome),
         location=location,
         parent_collection=context.scene.collection,
     )
-    select_result(context, collection)
+    if collection.children:
+        context.view_layer.update()  # the nested variant collections join the view layer
+    select_result(context, collection.children[0] if collection.children else collection)
     return collection
 
 

@@ -49,3 +49,19 @@ def test_relief_in_worker_equals_in_process():
     worker = WorkerEngine(sys.executable, "relief")
     assert worker.is_preview and worker.label == create_engine("relief").label
     _assert_same(worker.generate(request), create_engine("relief").generate(request))
+
+
+def test_variants_run_in_the_worker_as_one_result():
+    from partcrafter_blender.inference import run_engine
+
+    path = sorted((SHARED / "images").glob("np2_*.png"))[0]
+    image = load_image(path)
+    request = GenerationRequest(image=image.rgba, image_name=image.name, num_parts=2, quality="draft", seed=2,
+                                variants=3)
+    events = []
+    remote = run_engine(WorkerEngine(sys.executable, "relief"), request, events.append)
+    local = run_engine(create_engine("relief"), request)
+    assert remote.variant_seeds == local.variant_seeds == [2, 3, 4]
+    assert [p.variant for p in remote.parts] == [p.variant for p in local.parts] == [0, 0, 1, 1, 2, 2]
+    _assert_same(remote, local)
+    assert any("Variant 3 of 3" in e.message for e in events)  # the child's progress, relayed

@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, PartMesh, ProgressCallback
+from ..contract import Availability, CancelToken, FailedPart, GenerationRequest, GenerationResult, PartMesh
+from ..contract import ProgressCallback
 from ..contract import ProgressEvent
+from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
 from ..foreground import require_foreground
 from .weights import verify_weights_folder
@@ -43,13 +45,15 @@ AUTO_NUM_PARTS = 4
 DEFAULT_NUM_TOKENS = 1024
 # quality -> (dense octree depth, hierarchical octree depth); "standard" is the published default.
 QUALITY_DEPTHS = {"draft": (7, 8), "standard": (8, 9), "high": (8, 10)}
+# max_triangles=0: triangles per part by quality (marching cubes alone gives several hundred thousand).
+DEFAULT_PART_TRIANGLES = {"draft": 10_000, "standard": 30_000, "high": 100_000}
 # fast_decode: the dense grid this many levels coarser (depth 6 instead of 8 at "standard").
 FAST_DECODE_COARSE_LEVELS = 2
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 ENV = {"weights_path": "PARTCRAFTER_WEIGHTS", "device": "PARTCRAFTER_DEVICE", "dtype": "PARTCRAFTER_DTYPE",
        "offload": "PARTCRAFTER_OFFLOAD"}
 REQUIRED_MODULES = {"torch": "torch", "transformers": "transformers", "safetensors": "safetensors",
-                    "skimage": "scikit-image"}
+                    "skimage": "scikit-image", "fast_simplification": "fast-simplification"}
 
 # Distinct, readable part colours (sRGB), repeated when there are more parts.
 PALETTE = (
@@ -107,10 +111,19 @@ def _bool_option(settings: dict[str, Any], key: str) -> bool:
     raise EngineUnavailable(f"The engine option '{key}' must be true or false, not {value!r}.")
 
 
+def _variant_failures(failures: list[FailedPart], num_parts: int, request: GenerationRequest) -> list[FailedPart]:
+    """Batch rows back to part indices, naming the variant's seed when there are several."""
+    if request.variants == 1:
+        return list(failures)
+    seeds = request.variant_seeds()
+    return [FailedPart(f.index % num_parts, f"seed {seeds[f.index // num_parts]}: {f.reason}") for f in failures]
+
+
 class PartCrafterEngine:
     name = "partcrafter"
     label = "PartCrafter (neural, local GPU)"
     is_preview = False
+    generates_variants = True  # seed variants are denoised in one DiT batch
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -191,6 +204,7 @@ class PartCrafterEngine:
                                           topk_first_chunk=not fast_decode, **limit),
                 progress=progress,
                 cancel=cancel,
+                variant_seeds=request.variant_seeds() if request.variants > 1 else (),
             )
         except (Cancelled, EngineUnavailable, InputImageError, EngineFailed):
             raise
@@ -203,16 +217,32 @@ class PartCrafterEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
-        parts: list[PartMesh] = []
-        for index, mesh in enumerate(output.meshes):
-            if mesh is None:
-                continue
-            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
-            vertices = np.clip(mesh.vertices, -1.0, 1.0)
-            parts.append(PartMesh(f"part_{index:02d}", vertices, mesh.faces, color=(*PALETTE[index % len(PALETTE)], 1.0)))
-        if not parts:
+        # Row r of the output is part r % num_parts of variant r // num_parts.
+        meshes = [(index, mesh) for index, mesh in enumerate(output.meshes) if mesh is not None]
+        if not meshes:
             reasons = "; ".join(f"part {f.index}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
+        report(ProgressEvent("decimate", 1.0, "Reducing the parts to the triangle budget"))
+        budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
+        targets: list[int] = []  # a whole-result budget holds for each variant
+        for variant in range(request.variants):
+            counts = [len(m.faces) for i, m in meshes if i // num_parts == variant]
+            targets += part_targets(counts, budget, whole=request.budget_scope == "model")
+        parts: list[PartMesh] = []
+        reduction = {"max_triangles": budget, "budget_scope": request.budget_scope, "input_triangles": 0,
+                     "min_triangle_quality": 1.0, "parts_kept_unreduced": 0}
+        for (index, mesh), target in zip(meshes, targets, strict=True):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            reduced = decimate(mesh.vertices, mesh.faces, target)
+            reduction["input_triangles"] += reduced.input_triangles
+            reduction["parts_kept_unreduced"] += int(target < len(mesh.faces) and not reduced.reduced)
+            reduction["min_triangle_quality"] = round(min(reduction["min_triangle_quality"], reduced.min_quality), 4)
+            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
+            vertices = np.clip(reduced.vertices, -1.0, 1.0)
+            variant, part = divmod(index, num_parts)
+            parts.append(PartMesh(f"part_{part:02d}", vertices, reduced.faces,
+                                  color=(*PALETTE[part % len(PALETTE)], 1.0), variant=variant))
         metadata = {
             "num_parts": num_parts,
             "auto_parts": request.num_parts is None,
@@ -228,6 +258,7 @@ class PartCrafterEngine:
             "stage_seconds": output.seconds,
             "peak_gpu_bytes": output.peak_gpu_bytes,
             "peak_rss_bytes": output.peak_rss_bytes,
+            "decimation": reduction,
         }
         if request.num_parts is None:
             metadata["auto_parts_note"] = (
@@ -242,6 +273,7 @@ class PartCrafterEngine:
             steps=request.steps,
             guidance=request.guidance,
             seconds=time.perf_counter() - started,
-            failed_parts=list(output.failures),
+            failed_parts=_variant_failures(output.failures, num_parts, request),
+            variant_seeds=request.variant_seeds() if request.variants > 1 else [],
             metadata=metadata,
         )
