@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from partcrafter_blender.inference.contract import GenerationRequest, GenerationResult
 from partcrafter_blender.inference.images import decode_image
@@ -52,7 +55,40 @@ def check_meshes(result: GenerationResult, count: int) -> None:
         assert mesh.is_watertight, part.name
         assert mesh.is_winding_consistent, part.name
         assert mesh.volume > 0, part.name  # outward normals
+        check_manifold_after_merge(part.vertices, part.faces, part.name)
         assert part.color is not None and all(0.0 <= c <= 1.0 for c in part.color)
+
+
+MERGE_DISTANCE = 1e-4  # Blender's default "Merge by Distance", in frame units (the result is 2 m at most)
+
+
+def check_manifold_after_merge(vertices: np.ndarray, faces: np.ndarray, name: str = "") -> None:
+    """Merge vertices closer than MERGE_DISTANCE (as an artist or a slicer does), then
+    require a closed, consistently oriented 2-manifold: no face collapses, every edge has
+    exactly two faces that traverse it in opposite directions, and the faces around
+    every vertex form one fan (no two cones touching at a point)."""
+    pairs = cKDTree(vertices.astype(np.float64)).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    n = len(vertices)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else coo_matrix((n, n))
+    _, merged = connected_components(graph, directed=False)
+    f = merged[faces]
+    assert (f[:, 0] != f[:, 1]).all() and (f[:, 1] != f[:, 2]).all() and (f[:, 2] != f[:, 0]).all(), f"{name}: faces collapse"
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    assert len(np.unique(directed, axis=0)) == len(directed), f"{name}: an edge is traversed twice the same way"
+    undirected, uses = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    assert (uses == 2).all(), f"{name}: {int((uses != 2).sum())} edges not shared by exactly two faces (max {uses.max()})"
+    # The link of each vertex: for face (a, b, c), vertex a sees the edge b -> c. Manifold
+    # vertices have links that form a single cycle.
+    links: dict[int, dict[int, int]] = {}
+    for a, b, c in f.tolist():
+        for v, p, q in ((a, b, c), (b, c, a), (c, a, b)):
+            links.setdefault(v, {})[p] = q
+    for v, nxt in links.items():
+        start = next(iter(nxt))
+        cur, steps = nxt[start], 1
+        while cur != start:
+            cur, steps = nxt[cur], steps + 1
+        assert steps == len(nxt), f"{name}: vertex {v} joins {len(nxt)} faces in more than one fan"
 
 
 def part_silhouettes(result: GenerationResult, shape: tuple[int, int], side: int = 512) -> np.ndarray:

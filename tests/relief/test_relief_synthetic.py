@@ -161,3 +161,33 @@ def test_relief_auto_splits_single_colour_ladder_at_its_junctions():
     sil = part_silhouettes(result, (600, 300), side=600)
     for piece in pieces:
         assert (sil[:, piece].sum(axis=1).max() / piece.sum()) >= 0.8  # one part holds each piece
+
+
+def _diagonal_shapes() -> dict[str, tuple[np.ndarray, int]]:
+    """Figures whose parts touch themselves only at a corner: the cases that used to leave
+    two distinct vertices at one position (a pinch edge once merged by distance)."""
+    shapes: dict[str, tuple[np.ndarray, int]] = {}
+    for square in (7, 12, 25, 40):
+        img = np.full((320, 320, 4), 255, np.uint8)
+        yy, xx = np.mgrid[:320, :320]
+        board = (40 <= yy) & (yy < 280) & (40 <= xx) & (xx < 280)
+        odd = ((yy - 40) // square + (xx - 40) // square) % 2 == 1
+        img[board & odd, :3] = (200, 40, 40)
+        img[board & ~odd, :3] = (40, 60, 200)
+        shapes[f"checker{square}"] = (img, 2)
+    img = np.full((300, 300, 4), 255, np.uint8)
+    img[50:150, 50:150, :3] = (30, 140, 60)  # two squares meeting at one corner
+    img[150:250, 150:250, :3] = (30, 140, 60)
+    shapes["corner_squares"] = (img, 1)
+    img = np.full((300, 300, 4), 255, np.uint8)
+    for k in range(10):  # a staircase of blocks, each touching the next at a corner
+        img[20 + 26 * k : 46 + 26 * k, 20 + 26 * k : 46 + 26 * k, :3] = (90, 90, 90) if k % 2 else (220, 150, 30)
+    shapes["staircase"] = (img, 2)
+    return shapes
+
+
+@pytest.mark.parametrize("name", sorted(_diagonal_shapes()))
+def test_relief_diagonal_touching_parts_stay_manifold_after_merge(name):
+    img, count = _diagonal_shapes()[name]
+    for quality in ("draft", "standard", "high"):
+        check_meshes(run(img, count, quality=quality), count)

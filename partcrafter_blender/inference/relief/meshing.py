@@ -157,7 +157,7 @@ def mesh_parts(
     for k in range(count):
         check()
         ci, cj = np.nonzero(cells == k)
-        parts.append(_part_mesh(cells, k, ci, cj, corner_dist, corner_x, corner_y, unit, rim))
+        parts.append(_part_mesh(cells, k, ci, cj, corner_dist, corner_x, corner_y, unit, aspect, rim))
         progress(k)
     return parts
 
@@ -178,6 +178,9 @@ def _snap_outline(coverage: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray,
     return np.clip(scale * gx, -0.45, 0.45), np.clip(scale * gy, -0.45, 0.45)
 
 
+_PINCH_OPENING = 0.15  # how far, in cells, each copy of a pinch vertex moves into its own cell
+
+
 def _part_mesh(
     cells: np.ndarray,
     k: int,
@@ -187,6 +190,7 @@ def _part_mesh(
     corner_x: np.ndarray,
     corner_y: np.ndarray,
     unit: float,
+    aspect: float,
     rim: float,
 ) -> PartGeometry:
     stride = cells.shape[1] + 1
@@ -196,6 +200,7 @@ def _part_mesh(
     tl, tr, bl, br = mine[:-1, :-1], mine[:-1, 1:], mine[1:, :-1], mine[1:, 1:]
     pinch_main = tl & br & ~tr & ~bl
     pinch_anti = tr & bl & ~tl & ~br
+    pinch = pinch_main | pinch_anti
     corner = ci * stride + cj
     c00 = 2 * corner + pinch_main[ci, cj]
     c01 = 2 * (corner + 1) + pinch_anti[ci, cj + 1]
@@ -228,6 +233,15 @@ def _part_mesh(
     # Circular profile: vertical at the silhouette, flat on top, at most the part's own thickness.
     height = np.sqrt(np.maximum(2.0 * radius * d - d * d, 0.0)) * unit + rim
     x, y = corner_x[rows, cols], corner_y[rows, cols]
+    # The two copies at a pinch must not coincide either: merging by distance (artists,
+    # slicers) would glue them into an edge shared by four faces. Each copy moves a little
+    # into its own cell, which opens the pinch into a hairline gap.
+    at_pinch = pinch[rows, cols]
+    copy = used % 2 == 1
+    toward_i = np.where(copy, 1.0, -1.0)  # copy 1 belongs to the lower cell, copy 0 to the upper
+    toward_j = np.where(pinch_main[rows, cols] == copy, 1.0, -1.0)
+    x = x + np.where(at_pinch, toward_j * _PINCH_OPENING * unit, 0.0)
+    y = y - np.where(at_pinch, toward_i * _PINCH_OPENING * unit * aspect, 0.0)
     vertices = np.concatenate([np.stack([x, y, height], 1), np.stack([x, y, -height], 1)])
     back = front[:, ::-1] + nv
     u, v = sides[:, 0], sides[:, 1]
