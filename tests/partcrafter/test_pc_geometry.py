@@ -184,6 +184,40 @@ def test_progress_per_part_and_cancellation(pipeline_case):
     assert calls == [(1, 3)]
 
 
+@pytest.mark.parametrize("parts_per_batch", [1, 3])
+def test_decoding_reports_progress_after_every_decoder_chunk(pipeline_case, parts_per_batch, monkeypatch):
+    """A CPU decode takes minutes per part: the bar must move with every chunk of queries,
+    not only when a part is finished."""
+    vae, case = pipeline_case
+    log: list[tuple[str, object]] = []
+    real_query = vae.query_logits
+
+    def counted(*args, **kwargs):
+        log.append(("query", None))
+        return real_query(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "query_logits", counted)
+    settings = replace(SETTINGS, parts_per_batch=parts_per_batch, topk_first_chunk=False)
+    geo.extract_part_meshes(
+        vae, case["final_latents"], settings=settings,
+        progress=lambda done, total: log.append(("part", done)),
+        detail=lambda fraction, message: log.append(("chunk", (fraction, message))),
+    )
+    kinds = [kind for kind, _ in log]
+    assert kinds.count("query") > 3 * 4  # dense (2 chunks per part or 3 shared) and 12 refinement chunks per part
+    # Every decoder query is followed by a progress report before the next one.
+    for i, kind in enumerate(kinds):
+        if kind == "query":
+            assert kinds[i + 1] == "chunk", (i, kinds[i - 2 : i + 3])
+    chunks = [value for kind, value in log if kind == "chunk"]
+    fractions = [f for f, _ in chunks]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] == pytest.approx(1.0)
+    messages = [m for _, m in chunks]
+    assert any("dense grid" in m for m in messages)
+    for part in (1, 2, 3):
+        assert any(m.startswith(f"Decoding part {part} of 3: refining level 6") for m in messages)
+
+
 def test_settings_reject_inconsistent_depths():
     with pytest.raises(ValueError):
         geo.GeometrySettings(dense_depth=7, hierarchical_depth=6)

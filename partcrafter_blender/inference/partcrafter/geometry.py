@@ -49,6 +49,12 @@ COARSE_BAND_LOGIT = 34.0
 COARSE_DILATION = 5
 
 PartProgress = Callable[[int, int], None]  # (parts finished, parts total)
+# (share of the whole decoding done, what it is doing): once per decoder chunk, so a slow
+# CPU decode still moves the bar every second or so.
+DecodeProgress = Callable[[float, str], None]
+ChunkProgress = Callable[[int, int], None]  # (chunks done, chunks in this pass)
+# Share of a part's decoding given to the dense grid; its refinement levels share the rest.
+_DENSE_SHARE = 0.5
 
 
 class PartSurface(NamedTuple):
@@ -114,6 +120,7 @@ def dense_logits(
     settings: GeometrySettings,
     topk_first_chunk: bool = False,
     cancel: CancelToken | None = None,
+    on_chunk: ChunkProgress | None = None,
 ) -> torch.Tensor:
     """Logits of every part of `state` (from vae.prepare_decoder) on the dense grid of depth
     `settings.grid_depth` -> [B, R, R, R] (fp32)."""
@@ -121,11 +128,14 @@ def dense_logits(
     total = res**3
     out = torch.empty(state.batch, total, dtype=torch.float32, device=vae.device)
     rows = max(1, settings.query_rows // state.batch)
-    for start in range(0, total, rows):
+    chunks = -(-total // rows)
+    for chunk, start in enumerate(range(0, total, rows)):
         _check_cancel(cancel)
         idx = torch.arange(start, min(start + rows, total), device=vae.device)
         points = dense_grid_points(idx, settings.grid_depth, settings.bounds)[None]
         out[:, start : start + len(idx)] = vae.query_logits(state, points).float()
+        if on_chunk is not None:
+            on_chunk(chunk + 1, chunks)
     if topk_first_chunk:
         # The official one-shot flash decoder: row 0's first chunk used top-k attention.
         idx = torch.arange(min(DEFAULT_CHUNK_SIZE, total), device=vae.device)
@@ -173,12 +183,14 @@ def refine(
     settings: GeometrySettings,
     cancel: CancelToken | None = None,
     on_level: Callable[[int, torch.Tensor], None] | None = None,
+    on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> torch.Tensor:
     """Refine one part's dense grid [R, R, R] (`state` of that part only, R = 2^grid_depth) up
     to the hierarchical depth (fp32 result). Levels below the dense depth (fast decode only)
     use the wide `coarse_band`, the others the official `refinement_band`.
 
-    `on_level(depth, queried_mask)` sees which cells of each new level were re-queried."""
+    `on_level(depth, queried_mask)` sees which cells of each new level were re-queried;
+    `on_chunk(level, chunks done, chunks in the level)` follows the queries (level from 0)."""
     band_dtype = torch.float32 if settings.band_in_fp32 else vae.dtype
     for depth in range(settings.grid_depth, settings.hierarchical_depth):
         res = 2**depth
@@ -196,11 +208,14 @@ def refine(
             )
         if on_level is not None:
             on_level(depth + 1, children)
-        for start in range(0, len(coords), settings.query_rows):
+        chunks = max(1, -(-len(coords) // settings.query_rows))
+        for chunk, start in enumerate(range(0, len(coords), settings.query_rows)):
             _check_cancel(cancel)
             c = coords[start : start + settings.query_rows]
             points = (c.float() - res) * settings.bounds / res  # children spacing (quirk 13)
             grid[c[:, 0], c[:, 1], c[:, 2]] = vae.query_logits(state, points[None])[0].float()
+            if on_chunk is not None:
+                on_chunk(depth - settings.grid_depth, chunk + 1, chunks)
     return grid
 
 
@@ -249,10 +264,12 @@ def extract_part_meshes(
     progress: PartProgress | None = None,
     cancel: CancelToken | None = None,
     settings: GeometrySettings | None = None,
+    detail: DecodeProgress | None = None,
 ) -> list[PartSurface | FailedPart]:
     """One mesh (or the reason there is none) per part of `latents` [N, T, C], in order.
 
-    `settings`, when given, overrides the depth/bounds arguments."""
+    `settings`, when given, overrides the depth/bounds arguments. `progress` hears of each
+    finished part, `detail` of each decoder chunk (dense grid, then refinement levels)."""
     if settings is None:
         settings = GeometrySettings(dense_depth=dense_depth, hierarchical_depth=hierarchical_depth, bounds=bounds)
     latents = latents.to(vae.device)
@@ -262,14 +279,50 @@ def extract_part_meshes(
         for first in range(0, num_parts, settings.parts_per_batch):
             state = vae.prepare_decoder(latents[first : first + settings.parts_per_batch])
             topk = settings.topk_first_chunk and first == 0
-            grids = dense_logits(vae, state, settings, topk_first_chunk=topk, cancel=cancel)
+            dense_report = _dense_reporter(detail, first, state.batch, num_parts)
+            grids = dense_logits(vae, state, settings, topk_first_chunk=topk, cancel=cancel, on_chunk=dense_report)
             for offset in range(state.batch):
                 index = first + offset
+                refine_report = _refine_reporter(detail, first, state.batch, offset, num_parts, settings)
                 try:
-                    grid = refine(vae, state.select(slice(offset, offset + 1)), grids[offset], settings, cancel)
+                    grid = refine(
+                        vae, state.select(slice(offset, offset + 1)), grids[offset], settings, cancel,
+                        on_chunk=refine_report,
+                    )
                     results.append(grid_to_mesh(grid, settings.bounds))
                 except PartGeometryError as exc:
                     results.append(FailedPart(index=index, reason=str(exc)))
                 if progress is not None:
                     progress(index + 1, num_parts)
     return results
+
+
+def _dense_reporter(detail: DecodeProgress | None, first: int, batch: int, num_parts: int) -> ChunkProgress | None:
+    """Dense-grid chunks of parts first..first+batch-1 -> the first share of their span of the bar."""
+    if detail is None:
+        return None
+    names = f"part {first + 1}" if batch == 1 else f"parts {first + 1}-{first + batch}"
+
+    def report(done: int, total: int) -> None:
+        detail((first + batch * _DENSE_SHARE * done / total) / num_parts,
+               f"Decoding {names} of {num_parts}: dense grid {done}/{total}")
+
+    return report
+
+
+def _refine_reporter(
+    detail: DecodeProgress | None, first: int, batch: int, offset: int, num_parts: int, settings: GeometrySettings
+) -> Callable[[int, int, int], None] | None:
+    """Refinement chunks of one part -> its slice of the rest of the batch's span."""
+    if detail is None:
+        return None
+    levels = max(1, settings.hierarchical_depth - settings.grid_depth)
+    start = first + batch * _DENSE_SHARE + offset * (1 - _DENSE_SHARE)
+
+    def report(level: int, done: int, total: int) -> None:
+        share = (level + done / total) / levels
+        detail((start + (1 - _DENSE_SHARE) * share) / num_parts,
+               f"Decoding part {first + offset + 1} of {num_parts}: refining level "
+               f"{settings.grid_depth + level + 1}, {done}/{total}")
+
+    return report

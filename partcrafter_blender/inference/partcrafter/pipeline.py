@@ -2,7 +2,7 @@
 
 preprocess -> DINOv2 image embeddings -> rectified-flow denoising of N part latents ->
 occupancy decoding and marching cubes per part. Composes the network modules of this
-package; reports progress per denoising step and per decoded part, stops between steps
+package; reports progress per denoising step, per decoder chunk and per decoded part, stops between steps
 when cancelled, and measures the seconds and peak GPU memory of every stage.
 
 Devices: CUDA in float16 (default) or bfloat16, CPU in float32. Offload mode "model"
@@ -263,13 +263,23 @@ class PartCrafterPipeline:
                 variant_seeds=variant_seeds,
             )
 
+        decoded = [0.0]  # share of the decoding done, as the chunks report it
+
+        def on_chunk(done: float, message: str) -> None:
+            decoded[0] = max(decoded[0], done)
+            emit("decode", decoded[0], message)
+
         def on_part(done: int, total: int) -> None:
-            emit("decode", done / total, f"Decoded part {done}/{total}")
+            # Parts decoded together share their dense grid, so the chunks may be ahead of done/total.
+            decoded[0] = max(decoded[0], done / total)
+            emit("decode", decoded[0], f"Decoded part {done}/{total}")
 
         decoded = len(latents)
         emit("decode", 0.0, f"Decoding {decoded} part{'s' if decoded > 1 else ''}")
         with meter.stage("decode"), self._active(self.vae) as vae:
-            results = extract_part_meshes(vae, latents, settings=geometry, progress=on_part, cancel=cancel)
+            results = extract_part_meshes(
+                vae, latents, settings=geometry, progress=on_part, cancel=cancel, detail=on_chunk
+            )
 
         meshes: list[PartSurface | None] = []
         failures: list[FailedPart] = []
