@@ -11,7 +11,7 @@ Works with the `bpy` module from PyPI and inside a real Blender:
     blender --background --factory-startup --python /path/to/partcrafter_blender/cli.py -- generate IMAGE ...
 
 Exit status: 0 done, 2 bad arguments or unusable image, 3 engine unavailable,
-4 engine or import failed, 130 cancelled (Ctrl+C), 1 unexpected error.
+4 engine or import failed, 130 cancelled (Ctrl+C or SIGTERM), 1 unexpected error.
 """
 
 from __future__ import annotations
@@ -303,7 +303,8 @@ class _ProgressPrinter:
 
 @contextlib.contextmanager
 def _cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
-    """First Ctrl+C asks the engine to stop cleanly; a second one interrupts."""
+    """First Ctrl+C (or SIGTERM, as `timeout` and job schedulers send) asks the engine to
+    stop cleanly, so its temporary files go too; a second one interrupts."""
 
     def handler(_signum: int, _frame: Any) -> None:
         if cancel.cancelled:
@@ -311,15 +312,17 @@ def _cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
         print("partcrafter: cancelling… (Ctrl+C again to stop at once)", file=sys.stderr, flush=True)
         cancel.cancel()
 
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 @contextlib.contextmanager

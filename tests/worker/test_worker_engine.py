@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from partcrafter_blender.inference import CancelToken, Cancelled, EngineFailed, EngineUnavailable
 from partcrafter_blender.inference.worker import WorkerEngine
@@ -118,3 +124,75 @@ def test_missing_interpreter_is_unavailable(tmp_path, request_for):
     with pytest.raises(EngineUnavailable):
         engine.generate(request_for())
     assert engine.label == "PartCrafter (neural, local GPU)" and engine.is_preview is False
+
+
+def test_the_image_never_touches_the_disk(worker, request_for):
+    """The pixels travel over the pipe: the job folder holds only the child's log."""
+    request = request_for(num_parts=2)
+    result = worker().generate(request)
+    assert result.metadata["files"] == ["stderr.log"]
+    assert result.metadata["mean"] == pytest.approx(float(request.image.mean()))
+
+
+def _job_folder(root: Path, name: str, age_s: float = 0.0, log: bool = True) -> Path:
+    folder = root / f"partcrafter-worker-{name}"
+    folder.mkdir()
+    (folder / "image.npy").write_bytes(b"someone's pixels")
+    if log:
+        (folder / "stderr.log").write_bytes(b"")
+    if age_s:
+        stamp = time.time() - age_s
+        os.utime(folder, (stamp, stamp))
+    return folder
+
+
+@pytest.mark.skipif(os.name != "posix", reason="liveness is a POSIX file lock here")
+def test_stale_job_folders_are_removed_at_the_next_start(worker, request_for, tmp_path, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = _job_folder(tmp_path, "killed")  # its parent was SIGKILLed: nobody holds the log
+    stale_setup = _job_folder(tmp_path, "killed-early", age_s=3600, log=False)
+    live = _job_folder(tmp_path, "running")  # another Blender's job, still running
+    starting = _job_folder(tmp_path, "starting", log=False)  # another parent, between mkdtemp and its log
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    with (live / "stderr.log").open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = worker().generate(request_for(num_parts=1))
+        assert live.exists() and starting.exists() and other.exists()
+    assert not stale.exists() and not stale_setup.exists()
+    assert not Path(result.metadata["workdir"]).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partcrafter-worker-running", "partcrafter-worker-starting", "unrelated"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM is POSIX")
+def test_cli_stopped_by_sigterm_cancels_and_leaves_no_job_folder(tmp_path, fixture_engines):
+    """`timeout` sends SIGTERM: handled like Ctrl+C, so the worker's folder goes too."""
+    here = Path(__file__).resolve().parent
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PARTCRAFTER_WORKER_ENGINES": "fixture=worker_fixture_engines:FixtureEngine",
+           "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here)])}
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
+    cmd = [sys.executable, "-m", "partcrafter_blender", "generate", str(image), "--engine", "fixture",
+           "--engine-python", sys.executable, "--engine-option", "mode=slow", "--out", str(tmp_path / "o.blend")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):
+            if list(tmp.glob("partcrafter-worker-*/stderr.log")) and any(
+                "SLOW-FIXTURE-STARTED" in p.read_text() for p in tmp.glob("partcrafter-worker-*/stderr.log")
+            ):
+                break
+            time.sleep(0.1)
+        assert list(tmp.glob("partcrafter-worker-*")), "the worker never started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Cancelled" in err and "Traceback" not in err
+    assert list(tmp.iterdir()) == []
+    assert not (tmp_path / "o.blend").exists()

@@ -23,6 +23,7 @@ class FixtureEngine(testing.FixtureEngine):
         report = progress or (lambda event: None)
         report(ProgressEvent("start", 0.0, f"mode {mode}"))
         if mode == "slow":
+            print("SLOW-FIXTURE-STARTED", file=os.sys.stderr, flush=True)
             for i in range(400):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
@@ -61,5 +62,5 @@ class FixtureEngine(testing.FixtureEngine):
             [FailedPart(n, "no surface")],
             seconds=0.5,
             metadata={"workdir": os.getcwd(), "mean": np.float32(request.image.mean()), "options": request.options,
-                      "pid": os.getpid()},
+                      "pid": os.getpid(), "files": sorted(os.listdir(os.getcwd()))},
         )

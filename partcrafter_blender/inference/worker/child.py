@@ -72,9 +72,9 @@ def _watch_stdin(stdin: BinaryIO, cancel: CancelToken) -> None:
 
 
 def _generate(message: dict[str, Any], channel: _Channel, stdin: BinaryIO) -> None:
+    request = protocol.request_from_message(message, stdin)  # the pixels follow the job line
     cancel = CancelToken()
     threading.Thread(target=_watch_stdin, args=(stdin, cancel), daemon=True).start()
-    request = protocol.request_from_message(message)
     engine = create_engine(message["engine"])
 
     def progress(event: ProgressEvent) -> None:

@@ -1,8 +1,8 @@
 """Run an engine in a separate Python process (the interpreter the user points to).
 
-The parent never imports torch: it writes the request into a private temporary
-folder, starts the child, relays its progress events, forwards cancellation, and
-reads the meshes back. A crash of the child (segfault, out of memory, os._exit)
+The parent never imports torch: it starts the child in a private temporary folder,
+sends it the request (the pixels over the pipe, never to disk), relays its progress
+events, forwards cancellation, and reads the meshes back. A crash of the child (segfault, out of memory, os._exit)
 becomes an EngineFailed with the end of the child's stderr; the GPU memory goes
 away with the process.
 """
@@ -28,7 +28,14 @@ from ..errors import Cancelled, EngineFailed, EngineUnavailable, PartCrafterErro
 from ..registry import create_engine
 from . import protocol
 
+try:
+    import fcntl
+except ImportError:  # Windows: a live job's open log cannot be deleted, which marks it as live
+    fcntl = None  # type: ignore[assignment]
+
 _PACKAGE_DIR = Path(__file__).resolve().parents[2]  # .../partcrafter_blender
+FOLDER_PREFIX = "partcrafter-worker-"
+_SETUP_GRACE_S = 60.0  # a folder without a log this young may be another parent's, being set up
 
 # Loads the package without running its top-level __init__ (which, inside Blender,
 # registers the add-on and imports bpy); the child needs only the inference code.
@@ -87,13 +94,50 @@ def _tail(path: Path, lines: int = 25, limit: int = 4000) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])[-limit:]
 
 
+def _abandoned(folder: Path) -> bool:
+    """True when no live parent or child holds the job folder (its log is locked while in use)."""
+    log = folder / protocol.STDERR_FILE
+    if not log.exists():
+        return time.time() - folder.stat().st_mtime > _SETUP_GRACE_S
+    if fcntl is None:
+        try:
+            log.unlink()  # fails while the job that owns it still has it open
+        except OSError:
+            return False
+        return True
+    with log.open("ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+    return True
+
+
+def remove_stale_folders(root: str | Path | None = None) -> list[Path]:
+    """Delete job folders that a killed parent left behind (SIGKILL, a crash, power loss)."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and _abandoned(folder):
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError:
+            continue  # another user's folder, or one that vanished meanwhile
+    return removed
+
+
 class _Child:
     """One running child: its pipes, a reader thread for stdout, and the job folder."""
 
     def __init__(self, python_executable: str, extra_env: dict[str, str] | None) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="partcrafter-worker-"))  # mode 0700: private to the user
+        remove_stale_folders()
+        self.workdir = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # mode 0700: private to the user
         self.stderr_path = self.workdir / protocol.STDERR_FILE
         self._stderr = self.stderr_path.open("wb")
+        if fcntl is not None:
+            # Held by this open file, which the child shares as its stderr: the folder is live
+            # while either process runs.
+            fcntl.flock(self._stderr, fcntl.LOCK_EX)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         kwargs: dict[str, Any] = {}
         if os.name == "posix":
@@ -126,10 +170,11 @@ class _Child:
                 continue  # stray bytes on the protocol channel are ignored
         self.events.put(None)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], payload: bytes = b"") -> None:
         try:
             assert self.proc.stdin is not None
             self.proc.stdin.write(protocol.encode(message))
+            self.proc.stdin.write(payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the child already exited; its exit status tells the story
@@ -220,7 +265,7 @@ class WorkerEngine:
         request = replace(request, options={**self.options, **request.options})
         child = _Child(self.python_executable, self.extra_env)
         try:
-            child.send(protocol.request_to_message(request, self.name, child.workdir))
+            child.send(protocol.request_to_message(request, self.name, child.workdir), protocol.image_bytes(request))
             return self._follow(child, progress, cancel)
         finally:
             child.close_stdin()

@@ -9,23 +9,25 @@ Child -> parent: JSON lines on the child's stdout, one event each:
 {"type": "result", "meta": {...}} (arrays in result.npz in the job folder),
 {"type": "error", "code", "message"} (code: errors.ERROR_CODES) or {"type": "check", "report": {...}}.
 
-Arrays never go through the pipe: the image is image.npy and the meshes are
-result.npz, both in a private temporary folder the parent creates and deletes.
+The image's pixels follow the job line on stdin as raw bytes (the job says their
+shape, dtype and length), so the user's picture is never written to disk. The meshes
+come back as result.npz in a private temporary folder the parent creates and deletes
+(with the child's stderr.log); folders left by a parent that was killed are removed
+when the next job starts.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..contract import FailedPart, GenerationRequest, GenerationResult, PartMesh
 from ..params import GenerationParams
-from ..errors import PartCrafterError, error_code, error_from_code
+from ..errors import EngineFailed, PartCrafterError, error_code, error_from_code
 
-IMAGE_FILE = "image.npy"
 RESULT_FILE = "result.npz"
 STDERR_FILE = "stderr.log"
 
@@ -59,11 +61,12 @@ def error_from(event: dict[str, Any]) -> PartCrafterError:
 
 
 def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -> dict[str, Any]:
-    np.save(workdir / IMAGE_FILE, request.image, allow_pickle=False)
+    """The job line; `image_bytes(request)` must follow it on the same pipe."""
     return {
         "type": "generate",
         "engine": engine,
         "workdir": str(workdir),
+        "image": {"shape": list(request.image.shape), "dtype": str(request.image.dtype), "nbytes": request.image.nbytes},
         "request": {
             "image_name": request.image_name,
             "image_sha256": request.image_sha256,
@@ -73,9 +76,17 @@ def request_to_message(request: GenerationRequest, engine: str, workdir: Path) -
     }
 
 
-def request_from_message(message: dict[str, Any]) -> GenerationRequest:
-    workdir = Path(message["workdir"])
-    image = np.load(workdir / IMAGE_FILE, allow_pickle=False)
+def image_bytes(request: GenerationRequest) -> bytes:
+    return np.ascontiguousarray(request.image).tobytes()
+
+
+def request_from_message(message: dict[str, Any], stream: BinaryIO) -> GenerationRequest:
+    """Read the pixels that follow the job line on `stream`."""
+    header = message["image"]
+    data = stream.read(int(header["nbytes"]))
+    if len(data) != int(header["nbytes"]):
+        raise EngineFailed("The image did not arrive complete from the parent process.")
+    image = np.frombuffer(data, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
     fields = dict(message["request"])
     params = GenerationParams.from_wire(fields.pop("params"))
     return GenerationRequest.from_params(params, image=image, **fields)
