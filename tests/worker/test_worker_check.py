@@ -66,3 +66,19 @@ def test_check_reports_an_interpreter_that_dies(tmp_path):
     result = check_local_engine(python, str(PIPELINE))
     assert not result["ok"]
     assert "exited with code 7" in result["problems"][0] and "broken interpreter" in result["problems"][0]
+
+
+def test_a_weights_problem_is_listed_once(tmp_path):
+    result = check_local_engine(sys.executable, str(tmp_path))
+    lines = [line for line in result["summary"] if "does not verify" in line]
+    assert len(lines) == 1 and result["problems"] == lines
+
+
+@pytest.mark.parametrize("sub", ["transformer", "vae"])
+def test_a_subfolder_of_the_weights_points_to_its_parent(sub):
+    result = check_local_engine(sys.executable, str(PIPELINE / sub))
+    assert not result["ok"]
+    (problem,) = result["problems"]
+    assert f"subfolder '{sub}' of a weights folder" in problem
+    assert f"choose the folder above it: {PIPELINE.resolve()}" in problem
+    assert sum(problem == line for line in result["summary"]) == 1

@@ -412,6 +412,12 @@ def verify_weights_folder(folder: str | os.PathLike[str] | None) -> WeightsRepor
         return report
     index = root / "model_index.json"
     if not index.is_file():
+        parent = _enclosing_weights_folder(root)
+        if parent is not None:  # e.g. the transformer/ folder was picked instead of the weights folder
+            report.problems.append(
+                f"This is the subfolder '{root.resolve().relative_to(parent)}' of a weights folder; choose the folder above it: {parent}"
+            )
+            return report
         report.problems.append("model_index.json is missing (is this the PartCrafter folder?).")
     else:
         try:
@@ -423,6 +429,14 @@ def verify_weights_folder(folder: str | os.PathLike[str] | None) -> WeightsRepor
             report.problems.append(f"model_index.json cannot be read as JSON ({exc}).")
     report.components = [_verify_component(root, c) for c in COMPONENTS]
     return report
+
+
+def _enclosing_weights_folder(folder: Path, levels: int = 3) -> Path | None:
+    """The nearest folder above `folder` that holds model_index.json, if any."""
+    for parent in list(folder.resolve().parents)[:levels]:
+        if (parent / "model_index.json").is_file():
+            return parent
+    return None
 
 
 def require_valid_weights(folder: str | os.PathLike[str] | None) -> WeightsReport:

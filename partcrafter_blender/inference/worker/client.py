@@ -367,9 +367,8 @@ def summarise_check(report: dict[str, Any]) -> dict[str, Any]:
     elif report["torch"]:
         lines.append("No CUDA GPU: the engine runs on the CPU in float32 (correct but very slow).")
     weights = report["weights"]
-    lines.append(weights["message"])
-    if not weights["ok"]:
-        problems.append(weights["message"])
+    # A problem is listed once, among the problems at the end of the summary.
+    (lines if weights["ok"] else problems).append(weights["message"])
     return {"ok": not problems, "summary": lines + problems, "problems": problems, "report": report}
 
 
