@@ -47,3 +47,15 @@ def error_from_code(code: str, message: str) -> PartCrafterError:
     """The error a code stands for (EngineFailed for one this version does not know)."""
     cls = next((c for c, known in ERROR_CODES.items() if known == code), EngineFailed)
     return cls(message)
+
+
+# Everything the local neural engine needs in its interpreter (docs/gpu-engine.md).
+GPU_PIP_COMMAND = "python -m pip install numpy Pillow torch transformers safetensors scikit-image huggingface_hub"
+
+
+def missing_packages_message(python_executable: str, packages: list[str]) -> str:
+    """The one message for an engine interpreter that lacks packages: Check Local Engine
+    and Generate both say it, with the command that fixes it."""
+    names = ", ".join(f"'{p}'" for p in packages)
+    return (f"{python_executable} lacks the package{'s' if len(packages) > 1 else ''} {names}. Install the "
+            f"local engine's packages into it: {GPU_PIP_COMMAND} (see docs/gpu-engine.md).")

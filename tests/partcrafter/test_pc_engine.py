@@ -63,7 +63,7 @@ def test_availability_explains_why_not(monkeypatch, tmp_path, conformance):
     assert PartCrafterEngine().availability().ok
     monkeypatch.setitem(engine_module.REQUIRED_MODULES, "torch_not_installed_here", "torch_not_installed_here")
     reason = PartCrafterEngine().availability().reason
-    assert "needs torch_not_installed_here" in reason and "pip install" in reason
+    assert "lacks the package 'torch_not_installed_here'" in reason and "pip install" in reason
 
 
 def test_generate_refuses_when_unavailable(monkeypatch, robot):

@@ -196,3 +196,36 @@ def test_cli_stopped_by_sigterm_cancels_and_leaves_no_job_folder(tmp_path, fixtu
     assert "Cancelled" in err and "Traceback" not in err
     assert list(tmp.iterdir()) == []
     assert not (tmp_path / "o.blend").exists()
+
+
+def _interpreter_with_only(tmp_path: Path, packages: list[str]) -> str:
+    """This Python without site-packages (-S), plus only the named top-level packages."""
+    import importlib.util
+
+    keep = tmp_path / "site"
+    keep.mkdir()
+    for name in packages:
+        folder = Path(importlib.util.find_spec(name).origin).parent
+        for path in [folder, *folder.parent.glob(f"{name.lower()}*.libs")]:
+            (keep / path.name).symlink_to(path)
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{keep}:$PYTHONPATH" exec "{sys.executable}" -S "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+PIPELINE = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "partcrafter" / "pipeline"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="shell wrapper")
+@pytest.mark.parametrize("packages", [[], ["numpy", "PIL"]], ids=["no-numpy", "no-torch"])
+def test_generate_with_an_incomplete_interpreter_says_what_check_says(tmp_path, request_for, packages):
+    from partcrafter_blender.inference.worker import check_local_engine
+
+    python = _interpreter_with_only(tmp_path, packages)
+    engine = WorkerEngine(python, "partcrafter", {"weights_path": str(PIPELINE)})
+    with pytest.raises(EngineUnavailable) as caught:
+        engine.generate(request_for())
+    message = str(caught.value)
+    assert "Traceback" not in message and "pip install" in message
+    assert message == check_local_engine(python, str(PIPELINE))["problems"][0]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -35,7 +36,7 @@ from ..contract import Availability, CancelToken, FailedPart, GenerationRequest,
 from ..contract import ProgressCallback
 from ..contract import ProgressEvent
 from ..decimate import decimate, part_targets
-from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
+from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, missing_packages_message
 from ..foreground import require_foreground
 from .weights import verify_weights_folder
 
@@ -140,12 +141,7 @@ class PartCrafterEngine:
     def availability(self, request_options: dict[str, Any] | None = None) -> Availability:
         missing = _missing_modules()
         if missing:
-            return Availability(
-                False,
-                f"The PartCrafter engine needs {', '.join(missing)} in this Python. Install them with "
-                f"'pip install {' '.join(missing)}', or point the add-on to an interpreter that has them.",
-                setting="packages",
-            )
+            return Availability(False, missing_packages_message(sys.executable, missing), setting="packages")
         folder = self.settings(request_options).get("weights_path")
         if not folder:
             return Availability(

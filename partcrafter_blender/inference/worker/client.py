@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, ProgressCallback, ProgressEvent
-from ..errors import Cancelled, EngineFailed, EngineUnavailable, PartCrafterError
+from ..errors import Cancelled, EngineFailed, EngineUnavailable, PartCrafterError, missing_packages_message
 from ..registry import create_engine
 from . import protocol
 
@@ -45,7 +45,6 @@ _BOOTSTRAP = (
     "from partcrafter_blender.inference.worker.child import main; sys.exit(main())"
 )
 
-GPU_PIP_COMMAND = "python -m pip install numpy Pillow torch transformers safetensors scikit-image huggingface_hub"
 
 def child_command(python_executable: str) -> list[str]:
     return [python_executable, "-u", "-c", _BOOTSTRAP, str(_PACKAGE_DIR)]
@@ -84,6 +83,15 @@ def _exit_description(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def _missing_package_message(python_executable: str, text: str) -> str | None:
+    """The clear message, with the pip command, when `text` (a child's log or error) says an
+    import failed; None otherwise."""
+    missing = re.search(r"No module named '([\w.]+)'", text)
+    if missing is None:
+        return None
+    return missing_packages_message(python_executable, [missing.group(1).split(".")[0]])
 
 
 def _tail(path: Path, lines: int = 25, limit: int = 4000) -> str:
@@ -300,8 +308,13 @@ class WorkerEngine:
         if cancel_deadline is not None:
             raise Cancelled()  # even when a result arrived meanwhile: the user asked to stop
         if final is None:
-            raise child.failure("stopped without a result")
+            failure = child.failure("stopped without a result")
+            missing = _missing_package_message(self.python_executable, str(failure))
+            raise EngineUnavailable(missing) if missing else failure
         if final["type"] == "error":
+            missing = _missing_package_message(self.python_executable, str(final.get("message", "")))
+            if missing and final.get("code") == "engine_failed":  # an import inside the engine failed
+                raise EngineUnavailable(missing)
             raise protocol.error_from(final)
         try:
             return protocol.read_result(final["meta"], child.workdir)
@@ -336,10 +349,7 @@ def check_local_engine(python_executable: str, weights_path: str | None, timeout
         if report is None:
             what = "did not answer in time" if time.monotonic() >= deadline else "stopped without answering"
             msg = str(child.failure(what))
-            missing = re.search(r"No module named '([\w.]+)'", msg)
-            if missing:
-                msg = (f"{python_executable} lacks the package '{missing.group(1).split('.')[0]}'. Install the "
-                       f"local engine's packages into it: {GPU_PIP_COMMAND} (see docs/gpu-engine.md).")
+            msg = _missing_package_message(python_executable, msg) or msg
             return {"ok": False, "summary": [msg], "problems": [msg], "report": None}
     finally:
         child.close()
@@ -354,10 +364,7 @@ def summarise_check(report: dict[str, Any]) -> dict[str, Any]:
     missing = [name for name in ("torch", "transformers", "safetensors", "skimage") if not packages.get(name)]
     if missing:
         pip_names = {"skimage": "scikit-image"}
-        problems.append(
-            "Missing in this interpreter: " + ", ".join(missing)
-            + ". Install with: pip install " + " ".join(pip_names.get(m, m) for m in missing)
-        )
+        problems.append(missing_packages_message(report["python_executable"], [pip_names.get(m, m) for m in missing]))
     if report["torch"]:
         cuda = f"CUDA {report['cuda_version']}" if report["cuda_version"] else "CPU-only build"
         lines.append(f"torch {report['torch']} ({cuda})")
