@@ -266,6 +266,7 @@ def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, gl
         provenance=provenance(outcome),
         location=(0.0, 0.0, 0.0),
         parent_collection=bpy.context.scene.collection,
+        name_by_part=True,
     )
     objects = result_parts(collection)
     if blend:

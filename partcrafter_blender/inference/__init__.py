@@ -11,6 +11,7 @@ from .contract import (
     PartMesh,
     ProgressCallback,
     ProgressEvent,
+    part_name,
 )
 from .errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, PartCrafterError
 from .params import MAX_SEED, QUALITY_ITEMS, GenerationParams, InvalidParameter
@@ -40,6 +41,7 @@ __all__ = [
     "ProgressEvent",
     "create_engine",
     "engine_names",
+    "part_name",
     "register_engine",
     "run_engine",
     "unregister_engine",

@@ -96,6 +96,12 @@ class PartMesh:
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
 
 
+def part_name(index: int) -> str:
+    """The one name of the part at 0-based `index`: part_01, part_02, ... (counted from 1, as
+    people count; a failed part keeps its number, so names may have gaps)."""
+    return f"part_{index + 1:02d}"
+
+
 @dataclass(frozen=True)
 class FailedPart:
     """A part the engine could not produce (e.g. no surface found). Never replaced by a dummy."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import PartMesh
+from .contract import PartMesh, part_name
 from .errors import PartCrafterError
 from .srgb import linear_to_srgb, srgb_to_linear
 
@@ -248,7 +248,7 @@ def _mesh_part(gltf: dict, binary: bytes, node: dict, world: np.ndarray, index: 
         raise GLBError(f"Mesh '{mesh.get('name', index)}' has no triangles.")
     v = np.concatenate(verts)
     v = v @ world[:3, :3].T + world[:3, 3]
-    name = node.get("name") or mesh.get("name") or f"part_{index:02d}"
+    name = node.get("name") or mesh.get("name") or part_name(index)
     return PartMesh(name=name, vertices=v.astype(np.float32), faces=np.concatenate(faces).astype(np.int32), color=color)
 
 

@@ -135,6 +135,7 @@ def import_outcome(
         provenance=provenance(outcome),
         location=location,
         parent_collection=context.scene.collection,
+        name_by_part=True,
     )
     if collection.children:
         context.view_layer.update()  # the nested variant collections join the view layer

@@ -19,7 +19,7 @@ import bmesh
 import bpy
 import numpy as np
 
-from ..inference import PartCrafterError, PartMesh
+from ..inference import PartCrafterError, PartMesh, part_name
 from ..inference.srgb import srgb_to_linear
 
 PROP_PREFIX = "partcrafter_"
@@ -37,6 +37,7 @@ def build_parts(
     provenance: Mapping[str, Any] | None = None,
     location: Sequence[float] = (0.0, 0.0, 0.0),
     parent_collection: bpy.types.Collection | None = None,
+    name_by_part: bool = False,
 ) -> bpy.types.Collection:
     """Create a new collection (named `collection_name`, made unique by Blender) linked
     under `parent_collection` (default: the scene's master collection) holding one
@@ -45,6 +46,10 @@ def build_parts(
     Vertices are taken in the engines' Y-up frame, turned Z-up ((x, y, z) -> (x, -z, y)),
     scaled uniformly so the largest dimension of the whole result is `size` metres,
     centred on the empty in X/Y and standing on its Z.
+
+    Objects are `<collection>.part_01`, `.part_02`, ... in order, or, with `name_by_part`
+    (an engine's result), `<collection>.<part name>` so that a failed part's gap shows and
+    objects, their `partcrafter_part_name` and the GLB nodes agree.
     """
     if not parts:
         raise SceneBuildError("There are no parts to import.")
@@ -68,7 +73,7 @@ def build_parts(
         _set_props(root, provenance)
         collection.objects.link(root)
         for i, (part, checked, (verts, center)) in enumerate(zip(parts, cleaned, placed, strict=True)):
-            name = f"{base}.part_{i + 1:02d}"
+            name = f"{base}.{part.name if name_by_part else part_name(i)}"
             mesh = bpy.data.meshes.new(name)
             created.append(mesh)
             _fill_mesh(mesh, verts, checked.faces)

@@ -155,7 +155,7 @@ def child_main(conn: Any, plugins: list[str], gpu_index: int | None) -> None:
 
 
 def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
-    from partcrafter_blender.inference import GenerationParams, GenerationRequest, create_engine, run_engine
+    from partcrafter_blender.inference import GenerationParams, GenerationRequest, create_engine, part_name, run_engine
     from partcrafter_blender.inference.errors import error_code
     from partcrafter_blender.inference.glb import write_glb
 
@@ -201,7 +201,7 @@ def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
         for i, p in enumerate(result.parts)
     ]
     parts += [
-        {"index": f.index, "name": f"part_{f.index:02d}", "status": "failed", "vertices": 0, "faces": 0, "reason": f.reason}
+        {"index": f.index, "name": part_name(f.index), "status": "failed", "vertices": 0, "faces": 0, "reason": f.reason}
         for f in result.failed_parts
     ]
     timings = {"engine_seconds": round(t1 - t0, 4), "glb_seconds": round(t2 - t1, 4)}

@@ -13,11 +13,13 @@ from partcrafter_blender.inference import (
     Availability,
     CancelToken,
     EngineFailed,
+    FailedPart,
     GenerationRequest,
     GenerationResult,
     PartMesh,
     ProgressCallback,
     ProgressEvent,
+    part_name,
     register_engine,
 )
 from partcrafter_blender.inference.testing import FixtureEngine
@@ -62,7 +64,12 @@ class FixedEngine(FixtureEngine):
             print(f"{self.name} engine got max_triangles={request.max_triangles}", file=sys.stderr, flush=True)
         if progress:
             progress(ProgressEvent("mesh", 0.5, "Making boxes"))
-        return self.result(request, [box_part(i) for i in range(n)])
+        return self.result(request, [_named(box_part(i), i) for i in range(n)])
+
+
+def _named(part: PartMesh, index: int) -> PartMesh:
+    """Engines name their parts by the contract's numbering."""
+    return PartMesh(part_name(index), part.vertices, part.faces, part.color)
 
 
 # Set by SlowEngine once it is running, so a test knows when to cancel.
@@ -117,6 +124,15 @@ class BrokenMeshEngine(FixedEngine):
         return self.result(request, parts)
 
 
+class GappyEngine(FixedEngine):
+    """Three parts asked for, the second has no surface: part_01 and part_03 remain."""
+
+    name = "gappy"
+
+    def generate(self, request, progress=None, cancel=None) -> GenerationResult:
+        return self.result(request, [_named(box_part(i), i) for i in (0, 2)], [FailedPart(1, "no surface")])
+
+
 class UnavailableEngine(FixedEngine):
     name = "unavailable"
 
@@ -124,7 +140,7 @@ class UnavailableEngine(FixedEngine):
         return Availability(False, "The test engine needs hardware this machine does not have.")
 
 
-ENGINES = (FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, UnavailableEngine)
+ENGINES = (FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, GappyEngine, UnavailableEngine)
 
 
 def register_all() -> None:

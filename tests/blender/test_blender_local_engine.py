@@ -193,6 +193,9 @@ def test_generate_runs_partcrafter_in_a_worker_and_imports_three_parts(bpy_addon
     assert {bool(o["partcrafter_is_preview"]) for o in parts} == {False}
     assert {o["partcrafter_produced_parts"] for o in parts} == {3}
     assert all(len(o.data.polygons) > 0 for o in parts)
+    # The same names as relief's: objects and their part-name property agree, counted from 1.
+    named = sorted((o.name, o["partcrafter_part_name"]) for o in parts)
+    assert named == [(f"{ROBOT.stem}.part_0{i}", f"part_0{i}") for i in (1, 2, 3)]
 
 
 def test_cli_runs_partcrafter_in_a_worker(tmp_path):

@@ -213,3 +213,23 @@ def test_variants_from_the_command_line_give_one_glb_node_per_seed(tmp_path):
 
 def test_variants_out_of_range_are_refused_by_the_flag(tmp_path):
     assert_clean_failure(cli("generate", str(DEMO), "--variants", "9", cwd=tmp_path), 2, "--variants must be from 1 to 8")
+
+
+def test_part_names_agree_in_objects_properties_and_glb_nodes_with_a_gap(tmp_path):
+    """A failed second part leaves part_01 and part_03 everywhere: never renumbered."""
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--engine", "gappy", "--out", "o.blend", "--glb", "o.glb", "--json",
+        cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    names = [f"{DEMO.stem}.part_01", f"{DEMO.stem}.part_03"]
+    assert [p["name"] for p in summary["parts"]] == names
+    assert summary["failed_parts"] == [{"index": 1, "reason": "no surface"}]
+    assert [p.name for p in read_glb_file(tmp_path / "o.glb")] == names
+    script = (
+        "import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]);"
+        "print(json.dumps(sorted([o.name, o['partcrafter_part_name']] for o in bpy.data.objects if o.type == 'MESH')))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.blend")], capture_output=True, text=True, timeout=120)
+    assert json.loads(shown.stdout.splitlines()[-1]) == [[n, n.rsplit(".", 1)[1]] for n in names]

@@ -95,14 +95,14 @@ def test_failed_parts_are_reported_not_replaced(weights, robot):
     options = {"device": "cpu", "num_tokens": 64, "dense_depth": 5, "hierarchical_depth": 6,
                "max_expanded_coords": 200_000}
     result = PartCrafterEngine().generate(_request(robot, num_parts=3, steps=4, seed=0, options=options))
-    assert [p.name for p in result.parts] == ["part_00"]
+    assert [p.name for p in result.parts] == ["part_01"]  # the contract's numbering, as relief's
     assert [f.index for f in result.failed_parts] == [1, 2]
     assert "more than the limit" in result.failed_parts[0].reason
 
 
 def test_all_parts_failing_is_an_engine_failure(weights, robot):
     options = dict(FAST, max_expanded_coords=1)
-    with pytest.raises(EngineFailed, match="produced no part with a surface .*part 0: refining"):
+    with pytest.raises(EngineFailed, match="produced no part with a surface .*part 1: refining"):
         PartCrafterEngine().generate(_request(robot, num_parts=2, steps=1, options=options))
 
 

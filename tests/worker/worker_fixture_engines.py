@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from partcrafter_blender.inference import EngineFailed, EngineUnavailable, FailedPart, GenerationResult, PartMesh, ProgressEvent
+from partcrafter_blender.inference import EngineFailed, EngineUnavailable, FailedPart, GenerationResult, PartMesh, ProgressEvent, part_name
 from partcrafter_blender.inference import testing
 
 
@@ -55,7 +55,7 @@ class FixtureEngine(testing.FixtureEngine):
         for i in range(n):
             verts = rng.uniform(-1, 1, size=(30 + i, 3)).astype(np.float32)
             faces = rng.integers(0, len(verts), size=(20 + i, 3)).astype(np.int32)
-            parts.append(PartMesh(f"part_{i:02d}", verts, faces, color=(0.1 * i, 0.5, 0.9, 1.0)))
+            parts.append(PartMesh(part_name(i), verts, faces, color=(0.1 * i, 0.5, 0.9, 1.0)))
         return self.result(
             request,
             parts,

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..contract import Availability, CancelToken, FailedPart, GenerationRequest, GenerationResult, PartMesh
 from ..contract import ProgressCallback
-from ..contract import ProgressEvent
+from ..contract import ProgressEvent, part_name
 from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, missing_packages_message
 from ..foreground import require_foreground
@@ -216,7 +216,7 @@ class PartCrafterEngine:
         # Row r of the output is part r % num_parts of variant r // num_parts.
         meshes = [(index, mesh) for index, mesh in enumerate(output.meshes) if mesh is not None]
         if not meshes:
-            reasons = "; ".join(f"part {f.index}: {f.reason}" for f in output.failures)
+            reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
         report(ProgressEvent("decimate", 1.0, "Reducing the parts to the triangle budget"))
         budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
@@ -237,7 +237,7 @@ class PartCrafterEngine:
             # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
             vertices = np.clip(reduced.vertices, -1.0, 1.0)
             variant, part = divmod(index, num_parts)
-            parts.append(PartMesh(f"part_{part:02d}", vertices, reduced.faces,
+            parts.append(PartMesh(part_name(part), vertices, reduced.faces,
                                   color=(*PALETTE[part % len(PALETTE)], 1.0), variant=variant))
         metadata = {
             "num_parts": num_parts,

@@ -20,6 +20,7 @@ from ..contract import (
     PartMesh,
     ProgressCallback,
     ProgressEvent,
+    part_name,
 )
 from .matting import extract_foreground
 from .meshing import build_grid, mesh_parts, object_frame
@@ -96,7 +97,7 @@ class ReliefEngine:
         stages["meshing"] = time.perf_counter() - t
 
         parts = [
-            PartMesh(name=f"part_{k + 1:02d}", vertices=g.vertices, faces=g.faces, color=colours[k])
+            PartMesh(name=part_name(k), vertices=g.vertices, faces=g.faces, color=colours[k])
             for k, g in enumerate(geometry)
         ]
         metadata: dict[str, Any] = {
