@@ -39,6 +39,7 @@ from typing import Any
 from .generation import (
     GenerationOutcome,
     ImageInput,
+    check_device_name,
     engine_factory,
     parse_engine_options,
     provenance,
@@ -100,6 +101,13 @@ def _optional_arg(kind: type, spec: ParamSpec) -> Any:
     return parse
 
 
+def _device_arg(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except EngineUnavailable as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _engine_option_arg(text: str) -> dict[str, Any]:
     try:
         return parse_engine_options(text)
@@ -116,10 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--engine", default="relief", help="engine name (default: relief, the CPU preview)")
     gen.add_argument("--engine-python", default="", metavar="PATH", help="run the engine in this Python interpreter")
     gen.add_argument("--weights", default="", metavar="DIR", help="folder with the neural engine's weights")
-    gen.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None, help="neural engine device (default: auto)")
+    gen.add_argument(
+        "--device", type=_device_arg, default=None, metavar="DEVICE",
+        help="neural engine device: auto (default), cpu, cuda or cuda:N for GPU number N",
+    )  # fmt: skip
     gen.add_argument(
         "--dtype", choices=("auto", "float16", "bfloat16", "float32"), default=None,
-        help="neural engine precision (default: auto, float16 on CUDA and float32 on the CPU)",
+        help="neural engine precision (default: auto, float16 on CUDA and float32 on the CPU; the CPU runs float32 only)",
     )  # fmt: skip
     gen.add_argument("--offload", choices=("none", "model"), default=None, help="model: only the active component on the GPU")
     gen.add_argument(

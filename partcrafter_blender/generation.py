@@ -96,6 +96,16 @@ def engine_label(name: str) -> str:
 
 RELIEF_LABEL = engine_label("relief")
 
+# Device names the neural engine takes: auto, cpu, cuda (the first GPU) or cuda:N (GPU number N).
+DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_name(text: str) -> str:
+    if DEVICE_NAME.match(text) is None:
+        raise EngineUnavailable(f"'{text}' is not a device; use auto, cpu, cuda or cuda:N (N = the GPU's number, from 0).")
+    return text
+
+
 # Engine options the preferences and the CLI set through their own fields and flags.
 DEDICATED_OPTIONS = frozenset({"weights_path", "device", "dtype", "offload"})
 _OPTION = re.compile(r"^([A-Za-z_]\w*)=(\S+)$")

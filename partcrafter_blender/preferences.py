@@ -17,7 +17,7 @@ DEFAULT_IMPORT_SIZE = 2.0
 # Identifiers are the neural engine's own option values (see inference/partcrafter/engine.py).
 DEVICE_ITEMS = [
     ("auto", "Auto", "The CUDA GPU when the engine's Python has one, otherwise the CPU"),
-    ("cuda", "CUDA GPU", "The first CUDA GPU; fails clearly when there is none"),
+    ("cuda", "CUDA GPU", "The CUDA GPU chosen by GPU Number (0, the first, by default); fails clearly when there is none"),
     ("cpu", "CPU", "Float32 on the CPU: correct but very slow"),
 ]
 DTYPE_ITEMS = [
@@ -82,6 +82,13 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
     )
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default=NEURAL_DEFAULTS["device"])
+    gpu_index: bpy.props.IntProperty(
+        name="GPU Number",
+        description="Which CUDA GPU runs the engine when Device is CUDA GPU: 0 is the first (the engine's device cuda:N)",
+        default=0,
+        min=0,
+        soft_max=15,
+    )
     dtype: bpy.props.EnumProperty(name="Precision", items=DTYPE_ITEMS, default=NEURAL_DEFAULTS["dtype"])
     offload: bpy.props.EnumProperty(name="Offload", items=OFFLOAD_ITEMS, default=NEURAL_DEFAULTS["offload"])
     engine_extra_options: bpy.props.StringProperty(
@@ -112,6 +119,8 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
             col.prop(self, "python_executable")
             col.prop(self, "weights_dir")
             col.prop(self, "device")
+            if self.device == "cuda":
+                col.prop(self, "gpu_index")
             col.prop(self, "dtype")
             if self.device == "cpu" and self.dtype in HALF_DTYPES:
                 col.label(text="The CPU runs in float32 only: choose Auto or Float32.", icon="ERROR")
@@ -159,7 +168,8 @@ def engine_options(prefs: Any) -> dict[str, Any]:
     PARTCRAFTER_* environment variables) apply: without a weights folder, PARTCRAFTER_WEIGHTS;
     with device Auto, PARTCRAFTER_DEVICE or auto. Engines that do not use an option ignore
     it. Raises EngineUnavailable for unreadable extra options."""
-    chosen = {"device": prefs.device, "dtype": prefs.dtype, "offload": prefs.offload}
+    device = f"cuda:{prefs.gpu_index}" if prefs.device == "cuda" and prefs.gpu_index > 0 else prefs.device
+    chosen = {"device": device, "dtype": prefs.dtype, "offload": prefs.offload}
     options: dict[str, Any] = {key: value for key, value in chosen.items() if value != NEURAL_DEFAULTS[key]}
     if prefs.weights_dir:
         options["weights_path"] = bpy.path.abspath(prefs.weights_dir)

@@ -31,7 +31,8 @@ STEPS = 4
 # Blender 5.1+ whose Python 3.13 has no CPU torch here, the one the version matrix names, as a user would.
 ENGINE_PYTHON = os.environ.get("PARTCRAFTER_TEST_ENGINE_PYTHON") or sys.executable
 
-PREF_NAMES = ("backend", "engine", "python_executable", "weights_dir", "device", "dtype", "offload", "engine_extra_options")
+PREF_NAMES = ("backend", "engine", "python_executable", "weights_dir", "device", "gpu_index", "dtype", "offload",
+              "engine_extra_options")
 
 
 @pytest.fixture
@@ -154,6 +155,19 @@ def test_preferences_reach_the_engine_options(bpy_addon, prefs, tmp_path, monkey
     assert (options["num_tokens"], options["dense_depth"], options["max_expanded_coords"]) == (64, 5, 1000)
     # The engine itself reads them the same way.
     assert create_engine("partcrafter").settings(options)["offload"] == "model"
+
+
+def test_preferences_take_a_gpu_number_as_the_docs_say(bpy_addon, prefs):
+    """docs/gpu-engine.md lists cuda:N as a Device: CUDA GPU plus GPU Number gives it."""
+    from partcrafter_blender.preferences import engine_options
+
+    prefs.device = "cuda"
+    assert engine_options(prefs)["device"] == "cuda"
+    prefs.gpu_index = 1
+    assert engine_options(prefs)["device"] == "cuda:1"
+    assert create_engine("partcrafter").settings(engine_options(prefs))["device"] == "cuda:1"
+    prefs.device = "cpu"  # the number belongs to the GPU choice only
+    assert engine_options(prefs)["device"] == "cpu"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -233,3 +234,43 @@ def test_part_names_agree_in_objects_properties_and_glb_nodes_with_a_gap(tmp_pat
     )
     shown = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.blend")], capture_output=True, text=True, timeout=120)
     assert json.loads(shown.stdout.splitlines()[-1]) == [[n, n.rsplit(".", 1)[1]] for n in names]
+
+
+def _documented(bullet: str) -> list[str]:
+    """The backticked values of one bullet of docs/gpu-engine.md's preferences list."""
+    text = (REPO / "docs" / "gpu-engine.md").read_text(encoding="utf-8")
+    start = text.index(f"- **{bullet}**")
+    end = text.index("\n- **", start + 1)
+    return re.findall(r"`([^`\s]+)`", text[start:end])
+
+
+def test_every_documented_device_is_accepted_and_others_are_refused():
+    from partcrafter_blender.cli import build_parser
+
+    values = [v.replace("N", "1") for v in _documented("Device") if not v.startswith(("--", "PARTCRAFTER"))]
+    assert {"auto", "cpu", "cuda", "cuda:1"} <= set(values)
+    for value in values:
+        assert build_parser().parse_args(["generate", "x.png", "--device", value]).device == value
+    for bad in ("gpu", "cuda:", "cuda:x", "mps"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["generate", "x.png", "--device", bad])
+
+
+PIPELINE = (REPO / ".." / "shared" / "conformance" / "partcrafter" / "pipeline").resolve()
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "message"),
+    [
+        # A GPU number reaches the engine, which says why it cannot use it here.
+        ("cuda:7", "auto", "Device 'cuda:7' was requested"),
+        # The documented rule: the CPU runs float32 only, and a half dtype is refused with a message.
+        ("cpu", "float16", "On the CPU the engine runs in float32 only"),
+    ],
+)
+def test_device_and_dtype_behave_as_documented(tmp_path, device, dtype, message):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARTCRAFTER_WEIGHTS": str(PIPELINE)}
+    cmd = [sys.executable, "-m", "partcrafter_blender", "generate", str(DEMO), "--engine", "partcrafter",
+           "--device", device, "--dtype", dtype, "--steps", "1", "--engine-option", "num_tokens=64"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert_clean_failure(proc, 3, message)

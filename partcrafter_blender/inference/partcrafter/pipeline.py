@@ -50,6 +50,12 @@ def resolve_device(device: str | None) -> torch.device:
         raise EngineUnavailable(f"Device '{device}' was requested but this PyTorch has no CUDA GPU available.")
     if dev.type not in ("cuda", "cpu"):
         raise EngineUnavailable(f"Device '{device}' is not supported; use 'cuda', 'cuda:N' or 'cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise EngineUnavailable(
+            f"Device '{device}' was requested but this computer has {count} CUDA GPU{'s' if count != 1 else ''} "
+            f"(numbered from 0)."
+        )
     return dev
 
 
