@@ -14,11 +14,22 @@ that raises and Blender aborting the operator.
 The modal branch's logic is `modal_step(runner, event, state)`: a plain function of the
 runner, the kind of event (timer, Esc, anything else) and the JobState, which needs no
 window (tests drive it with real bpy); `modal()` only adds the redraws and the conclusion.
+
+Blocking runs still do the work on a thread, so that the main thread can take Ctrl+C
+at once: the first SIGINT cancels the job cleanly (nothing is imported, the call
+reports an error so the script stops), a second one stops waiting at once. In the
+background, progress goes to stdout, at most one line a second (and at each new stage).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
+import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
@@ -30,6 +41,9 @@ from ..inference import Cancelled, PartCrafterError, ProgressEvent
 from ..job_runner import JobRunner
 
 TIMER_STEP = 0.1  # seconds between queue drains while modal
+WAIT_STEP = 0.05  # seconds between queue drains while blocking
+PRINT_STEP = 1.0  # at most one progress line a second on the console
+INTERRUPTED_MESSAGE = "Cancelled by Ctrl+C; nothing was added to the scene."
 
 
 class PARTCRAFTER_PG_job_state(bpy.types.PropertyGroup):
@@ -65,6 +79,7 @@ class JobOperatorMixin:
 
     _runner: JobRunner | None = None
     _timer: Any = None
+    _interrupted: bool = False
 
     # --- to implement -------------------------------------------------------------
     def job_prepare(self, context: bpy.types.Context) -> Callable[..., Any]:
@@ -109,11 +124,47 @@ class JobOperatorMixin:
                 raise
             return {"RUNNING_MODAL"}
         try:
-            runner.run_blocking()
+            self._run_blocking(context, runner)
             apply_progress(job_state(context), runner.drain())
             return self._conclude(context, runner)
         finally:
             self._end(context)
+
+    def _run_blocking(self, context: bpy.types.Context, runner: JobRunner) -> None:
+        """The work on a thread while this thread relays progress and takes Ctrl+C."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            runner.run_blocking()  # signals reach the main thread only
+            return
+        console = _ConsoleProgress(self.job_title) if bpy.app.background else None
+        with self._cancel_on_sigint(runner):
+            runner.start()
+            try:
+                while not runner.wait(WAIT_STEP):
+                    events = runner.drain()
+                    apply_progress(job_state(context), events)
+                    if console is not None:
+                        console(events)
+            except KeyboardInterrupt:  # the second Ctrl+C: stop waiting, let the worker wind down
+                job_runner.abandon(runner)
+                raise
+        if console is not None:
+            console(runner.drain(), final=True)
+
+    @contextlib.contextmanager
+    def _cancel_on_sigint(self, runner: JobRunner) -> Iterator[None]:
+        def handler(_signum: int, _frame: Any) -> None:
+            if runner.cancelled:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            print("PartCrafter: cancelling… (Ctrl+C again to stop waiting at once)", file=sys.stderr, flush=True)
+            runner.cancel()
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         runner = self._runner
@@ -168,7 +219,10 @@ class JobOperatorMixin:
                 error = exc
         if error is None:
             return {"FINISHED"}
-        if isinstance(error, Cancelled):
+        if isinstance(error, Cancelled) and self._interrupted:
+            state.last_result = INTERRUPTED_MESSAGE
+            self.report({"ERROR"}, INTERRUPTED_MESSAGE)  # a script's bpy.ops call raises: Ctrl+C stops it
+        elif isinstance(error, Cancelled):
             state.last_result = str(error)
             self.report({"WARNING"}, str(error))
         elif isinstance(error, PartCrafterError):
@@ -241,6 +295,32 @@ def apply_progress(state: Any, events: list[ProgressEvent]) -> bool:
     if not state.cancelling:
         state.message = last.message or last.stage.capitalize()
     return True
+
+
+class _ConsoleProgress:
+    """Progress lines on stdout for Blender in the background: one per new stage, else at
+    most one every PRINT_STEP seconds."""
+
+    def __init__(self, title: str) -> None:
+        self._title = title
+        self._stage = ""
+        self._last = 0.0
+        self._pending: ProgressEvent | None = None
+
+    def __call__(self, events: list[ProgressEvent], final: bool = False) -> None:
+        for event in events:
+            now = time.monotonic()
+            if event.stage != self._stage or now - self._last >= PRINT_STEP:
+                self._print(event, now)
+            else:
+                self._pending = event
+        if final and self._pending is not None:
+            self._print(self._pending, time.monotonic())
+
+    def _print(self, event: ProgressEvent, now: float) -> None:
+        self._stage, self._last, self._pending = event.stage, now, None
+        percent = 100.0 * min(1.0, max(0.0, float(event.fraction)))
+        print(f"PartCrafter: {self._title}: [{percent:3.0f}%] {event.message or event.stage}", flush=True)
 
 
 def reset_state(context: bpy.types.Context | None = None) -> None:
