@@ -87,3 +87,35 @@ def test_headless_run_prints_progress_to_stdout(tmp_path):
     assert lines and lines[-1].endswith("Done")
     stages = [l for l in lines if "%]" in l]
     assert len(stages) <= 20
+
+
+def _documented_snippets() -> list[str]:
+    """The Python blocks of docs/blender-extension.md's "Enabling the extension" section."""
+    text = (REPO / "docs" / "blender-extension.md").read_text(encoding="utf-8")
+    start = text.index("## Enabling the extension in a script")
+    section = text[start : text.index("\n## ", start + 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_enabling_from_a_script_as_documented(tmp_path):
+    zip_install, checkout, online = _documented_snippets()
+    assert "package_install_files" in zip_install  # run by tests/packaging with a built zip
+    script = "\n".join([
+        checkout.replace("/path/to/partcrafter-blender", str(REPO)),
+        "print('BEFORE', bpy.app.online_access)",
+        online,
+        "import json",
+        "from partcrafter_blender.preferences import get_preferences, engine_options",
+        "print('SUMMARY ' + json.dumps({'operator': bpy.ops.partcrafter.generate.get_rna_type().identifier,",
+        "    'enabled': 'partcrafter_blender' in bpy.context.preferences.addons.keys(),",
+        "    'online': bpy.app.online_access,",
+        "    'allow_download': engine_options(get_preferences(bpy.context))['allow_download']}))",
+    ])  # fmt: skip
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    env.pop("PYTHONPATH", None)  # only what the snippet puts on sys.path
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "BEFORE False" in proc.stdout  # off until the script turns it on, as the docs say
+    assert summary(proc.stdout) == {
+        "operator": "PARTCRAFTER_OT_generate", "enabled": True, "online": True, "allow_download": True,
+    }  # fmt: skip
