@@ -46,6 +46,7 @@ from .generation import (
     run_generation,
 )
 from .inference import (
+    DEFAULT_ENGINE,
     Cancelled,
     CancelToken,
     EngineUnavailable,
@@ -121,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate a multi-part model from one image")
     gen.add_argument("image", help="reference image (PNG, JPEG or WEBP)")
     _add_param_options(gen)
-    gen.add_argument("--engine", default="relief", help="engine name (default: relief, the CPU preview)")
+    gen.add_argument(
+        "--engine", default=None,
+        help="engine name (default: relief, the CPU preview; with --server, the server's own default engine)",
+    )  # fmt: skip
     gen.add_argument("--engine-python", default="", metavar="PATH", help="run the engine in this Python interpreter")
     gen.add_argument("--weights", default="", metavar="DIR", help="folder with the neural engine's weights")
     gen.add_argument(
@@ -217,7 +221,7 @@ def _generate(args: argparse.Namespace) -> int:
     for extra in args.engine_option:
         options.update(extra)
     server_run = _server_run(args) if args.server else None
-    make_engine = server_run.factory if server_run else engine_factory(args.engine, args.engine_python, options)
+    make_engine = server_run.factory if server_run else engine_factory(args.engine or DEFAULT_ENGINE, args.engine_python, options)
     try:
         cancel = CancelToken()
         with _cancel_on_sigint(cancel):
@@ -251,7 +255,7 @@ def _server_run(args: argparse.Namespace) -> Any:
     config = ServerConfig(
         url=args.server,
         ca_bundle=args.ca_bundle,
-        engine=args.engine,
+        engine=args.engine or "",  # none named: the server runs its own default engine
         keep_on_server=args.keep_on_server,
         result_retention_minutes=args.result_retention_minutes,
     )

@@ -273,9 +273,11 @@ class RemoteEngine:
         if extras:
             metadata["server_extras"] = extras
         report(ProgressEvent("done", 1.0, f"Received {len(parts)} parts from {self.client.host}"))
+        engine = job.engine or str(params.get("engine") or pending.engine or "server")
+        self.is_preview = engine != "partcrafter"  # the engine that ran, which may be the server's default
         return GenerationResult(
             parts=parts,
-            engine=job.engine or str(params.get("engine") or pending.engine or "server"),
+            engine=engine,
             engine_version=str(extras.get("engine_version") or job.raw.get("engine_version") or ""),
             requested_parts=pending.num_parts,
             seed=int(params.get("seed", pending.seed)),

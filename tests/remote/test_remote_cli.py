@@ -59,3 +59,17 @@ def test_headless_asks_for_a_shorter_result_retention(harness, server, proxy, us
     refused = run_cli([*args, "--result-retention-minutes", "1"], user_dir, server.key)  # shorter than the server allows
     assert refused.returncode != 0 and "result_retention_minutes must be a whole number from 5" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_without_engine_the_servers_default_engine_runs(harness, tmp_path_factory, user_dir: Path, tmp_path: Path) -> None:
+    """No --engine: the CLI names none, so the server's PARTCRAFTER_SERVER_DEFAULT_ENGINE runs,
+    and the summary says which engine that was."""
+    other = harness.ServerProcess(tmp_path_factory.mktemp("default-engine"), env={"PARTCRAFTER_SERVER_DEFAULT_ENGINE": "remote_slow"})
+    other.start()
+    try:
+        out = run_cli([str(harness.SAMPLE_IMAGE), "--server", other.url, "--consent-upload", "--parts", "2",
+                       "--quality", "draft", "--glb", str(tmp_path / "o.glb"), "--json"], user_dir, other.key)
+    finally:
+        other.stop()
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["engine"] == "remote_slow"
