@@ -82,7 +82,7 @@ def engine_factory(name: str, python_executable: str = "", options: dict[str, An
             return WorkerEngine(python_executable, name, dict(options or {}))
 
         return make_worker
-    return lambda: create_engine(name)
+    return lambda: create_engine(name, options)
 
 
 def engine_label(name: str) -> str:

@@ -6,12 +6,12 @@ Factories are imported lazily so that listing engines never imports torch.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 from .contract import Engine
 from .errors import EngineUnavailable
 
-EngineFactory = Callable[[], Engine]
+EngineFactory = Callable[..., Engine]
 
 # name -> "module:callable" relative to this package, resolved on first use. Relative
 # because an installed extension's package is named bl_ext.<repo>.partcrafter.
@@ -52,6 +52,11 @@ def _resolve(name: str) -> EngineFactory:
     return factory
 
 
-def create_engine(name: str | None = None) -> Engine:
-    """Build the named engine (default: the CPU preview engine)."""
-    return _resolve(name or DEFAULT_ENGINE)()
+def create_engine(name: str | None = None, options: dict[str, Any] | None = None) -> Engine:
+    """Build the named engine (default: the CPU preview engine). Engines whose class says
+    `takes_options = True` get `options` (weights folder, device, ...) at construction, so
+    that their availability check already sees them; other engines ignore them."""
+    factory = _resolve(name or DEFAULT_ENGINE)
+    if options and getattr(factory, "takes_options", False):
+        return factory(dict(options))
+    return factory()

@@ -212,6 +212,32 @@ def test_generate_runs_partcrafter_in_a_worker_and_imports_three_parts(bpy_addon
     assert named == [(f"{ROBOT.stem}.part_0{i}", f"part_0{i}") for i in (1, 2, 3)]
 
 
+def test_generate_in_blenders_python_uses_the_weights_folder_preference(bpy_addon, scene, prefs, monkeypatch, tmp_path):
+    """Engine Python empty: the engine runs inside Blender with the Weights Folder preference,
+    which wins over PARTCRAFTER_WEIGHTS."""
+    bpy = bpy_addon
+    monkeypatch.setenv("PARTCRAFTER_WEIGHTS", str(tmp_path / "elsewhere"))
+    prefs.backend, prefs.python_executable, prefs.weights_dir = "LOCAL", "", str(PIPELINE)
+    prefs.device, prefs.dtype, prefs.offload = "cpu", "auto", "none"
+    prefs.engine_extra_options = FAST_TEXT
+    assert bpy.ops.partcrafter.generate(filepath=str(ROBOT), engine="partcrafter", num_parts=2, steps=1) == {"FINISHED"}
+    parts = [o for o in bpy.data.collections[ROBOT.stem].objects if o.type == "MESH"]
+    assert parts and {o["partcrafter_engine"] for o in parts} == {"partcrafter"}
+
+
+def test_cli_runs_partcrafter_in_process_with_the_weights_option(tmp_path):
+    """No --engine-python: --weights reaches the in-process engine and beats PARTCRAFTER_WEIGHTS."""
+    cmd = [
+        VENV_PYTHON, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine", "partcrafter",
+        "--weights", str(PIPELINE), "--device", "cpu", "--parts", "2", "--steps", "1",
+        *[a for k, v in FAST.items() for a in ("--engine-option", f"{k}={v}")], "--glb", "robot.glb", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARTCRAFTER_WEIGHTS": str(tmp_path / "elsewhere")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["engine"] == "partcrafter"
+
+
 def test_cli_runs_partcrafter_in_a_worker(tmp_path):
     cmd = [
         sys.executable, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine", "partcrafter",

@@ -171,3 +171,29 @@ def test_the_triangle_budget_reduces_every_part_in_the_engine(weights, robot, sc
     assert record["max_triangles"] == budget and record["budget_scope"] == scope
     assert record["input_triangles"] == sum(len(p.faces) for p in full.parts)
     assert record["parts_kept_unreduced"] == 0 and record["min_triangle_quality"] > 0
+
+
+def test_weights_precedence_explicit_then_preference_then_environment(conformance, monkeypatch, tmp_path, robot):
+    """The in-process engine sees the caller's weights folder in its availability check,
+    and one precedence holds: request option > engine option (preference) > environment."""
+    from partcrafter_blender.generation import GenerationSettings, ImageInput, engine_factory, run_generation
+
+    good, empty = conformance / "pipeline", tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PARTCRAFTER_WEIGHTS", str(tmp_path / "not-there"))
+    assert engine_factory("partcrafter", "", {"weights_path": str(good)})().availability().ok  # option beats env
+    monkeypatch.setenv("PARTCRAFTER_WEIGHTS", str(good))
+    refused = engine_factory("partcrafter", "", {"weights_path": str(empty)})().availability()
+    assert not refused.ok and str(empty) in refused.reason  # even a good env folder does not win
+    assert engine_factory("partcrafter", "", {})().availability().ok  # the environment, last
+    engine = PartCrafterEngine({"weights_path": "preference"})
+    assert engine.settings({"weights_path": "explicit"})["weights_path"] == "explicit"
+    assert engine.settings()["weights_path"] == "preference"
+    # A whole run in process, the weights given only as an option (no environment variable).
+    monkeypatch.delenv("PARTCRAFTER_WEIGHTS")
+    options = dict(FAST, weights_path=str(good))
+    outcome = run_generation(
+        ImageInput(name="robot", rgba=robot.rgba), GenerationSettings(num_parts=2, steps=1, options=options),
+        engine_factory("partcrafter", "", options),
+    )
+    assert outcome.result.engine == "partcrafter" and outcome.result.parts

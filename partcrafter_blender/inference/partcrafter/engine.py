@@ -125,11 +125,15 @@ class PartCrafterEngine:
     label = "PartCrafter (neural, local GPU)"
     is_preview = False
     generates_variants = True  # seed variants are denoised in one DiT batch
+    takes_options = True  # create_engine passes the caller's options (weights folder, device, ...)
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
 
     def settings(self, request_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One precedence for every setting: the request's options (an explicit option:
+        --weights, the operator's call), then the engine's own options (what the caller
+        configured: the preferences), then the PARTCRAFTER_* environment variables."""
         merged: dict[str, Any] = {key: os.environ[var] for key, var in ENV.items() if os.environ.get(var)}
         merged.update({k: v for k, v in self.options.items() if v not in (None, "")})
         merged.update({k: v for k, v in (request_options or {}).items() if v not in (None, "")})
