@@ -54,7 +54,6 @@ from .inference import (
     InputImageError,
     InvalidParameter,
     PartCrafterError,
-    PartMesh,
     ProgressEvent,
 )
 from .inference.glb import write_glb
@@ -270,6 +269,7 @@ def _server_run(args: argparse.Namespace) -> Any:
 def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None) -> dict[str, Any]:
     import bpy  # after the slow part, so bad inputs fail fast
 
+    from .scene.build import gltf_part
     from .scene.variants import build_result, result_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
@@ -287,9 +287,9 @@ def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, gl
     if blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:
-        named = [PartMesh(obj.name, p.vertices, p.faces, p.color, p.variant)
-                 for obj, p in zip(objects, result.parts, strict=True)]
-        glb.write_bytes(write_glb(named, extras=provenance(outcome), variant_seeds=result.variant_seeds))
+        bpy.context.view_layer.update()  # world matrices include the parent empty's placement
+        placed = [gltf_part(obj, p.color, p.variant) for obj, p in zip(objects, result.parts, strict=True)]
+        glb.write_bytes(write_glb(placed, extras=provenance(outcome), variant_seeds=result.variant_seeds))
     return {
         "collection": collection.name,
         "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],

@@ -102,6 +102,22 @@ def part_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:
     return sorted(parts, key=lambda o: o[PROP_PREFIX + "part_index"])
 
 
+def gltf_part(obj: bpy.types.Object, color: tuple[float, float, float, float] | None = None, variant: int = 0) -> PartMesh:
+    """A part object as glTF holds it: the object's own triangles, in world space, in metres,
+    Y-up (Blender's (x, y, z) is glTF's (x, z, -y)), so a GLB matches the scene it came from.
+    Call after `view_layer.update()` so that `matrix_world` includes the parent empty."""
+    mesh = obj.data
+    co = np.empty(3 * len(mesh.vertices), dtype=np.float32)
+    mesh.vertices.foreach_get("co", co)
+    world = np.asarray(obj.matrix_world, dtype=np.float64)
+    points = co.reshape(-1, 3).astype(np.float64) @ world[:3, :3].T + world[:3, 3]
+    mesh.calc_loop_triangles()
+    triangles = np.empty(3 * len(mesh.loop_triangles), dtype=np.int32)
+    mesh.loop_triangles.foreach_get("vertices", triangles)
+    vertices = np.stack([points[:, 0], points[:, 2], -points[:, 1]], axis=1)
+    return PartMesh(obj.name, vertices, triangles.reshape(-1, 3), color, variant)
+
+
 @dataclass(frozen=True)
 class _CheckedPart:
     vertices: np.ndarray  # float32 (n, 3), engine frame (Y-up)

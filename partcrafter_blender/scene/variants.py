@@ -26,13 +26,15 @@ def build_result(
     provenance: Mapping[str, Any],
     location: Sequence[float],
     parent_collection: bpy.types.Collection,
+    name_by_part: bool = False,
 ) -> bpy.types.Collection:
     """Build the (seed, parts) variants; returns the collection holding the result (the
-    parent collection when there are several). All or nothing, like build_parts."""
+    parent collection when there are several). All or nothing, like build_parts, which
+    `name_by_part` is passed to."""
     built = [(seed, parts) for seed, parts in variants if parts]  # a variant with no part is reported, not built
     if len(variants) == 1:
         return build_parts(variants[0][1], collection_name=collection_name, size=size, provenance=provenance,
-                           location=location, parent_collection=parent_collection)
+                           location=location, parent_collection=parent_collection, name_by_part=name_by_part)
     parent = bpy.data.collections.new(f"{collection_name} variants")
     parent[VARIANTS_PROP] = len(built)
     try:
@@ -45,6 +47,7 @@ def build_result(
                 provenance={**provenance, "seed": seed, "variant": k},
                 location=(x + k * SPACING * size, y, z),
                 parent_collection=parent,
+                name_by_part=name_by_part,
             )
             root = next(o for o in child.objects if o.parent is None)
             root.show_name = True  # the seed, readable in the viewport

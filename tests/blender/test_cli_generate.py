@@ -274,3 +274,32 @@ def test_device_and_dtype_behave_as_documented(tmp_path, device, dtype, message)
            "--device", device, "--dtype", dtype, "--steps", "1", "--engine-option", "num_tokens=64"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert_clean_failure(proc, 3, message)
+
+
+def test_glb_holds_what_the_blend_holds_scaled_placed_and_y_up(tmp_path):
+    """--size and the placement (centred, standing on the ground) reach the GLB too, in
+    glTF's Y-up metres: the same vertices as the .blend's objects in world space."""
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--engine", "fixed", "--size", "3",
+        "--out", "o.blend", "--glb", "o.glb", cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import numpy as np
+
+    parts = read_glb_file(tmp_path / "o.glb")
+    points = np.concatenate([p.vertices for p in parts]).astype(np.float64)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    assert (hi - lo).max() == pytest.approx(3.0, abs=1e-4)  # --size metres across
+    assert lo[1] == pytest.approx(0.0, abs=1e-5)  # standing on the ground (glTF's Y is up)
+    assert (lo[0] + hi[0]) / 2 == pytest.approx(0.0, abs=1e-5) and (lo[2] + hi[2]) / 2 == pytest.approx(0.0, abs=1e-5)
+    script = (
+        "import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]);"
+        "objs = sorted((o for o in bpy.data.objects if o.type == 'MESH'), key=lambda o: o['partcrafter_part_index']);"
+        "print(json.dumps([[o.name, [list(o.matrix_world @ v.co) for v in o.data.vertices]] for o in objs]))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.blend")], capture_output=True, text=True, timeout=120)
+    blend = json.loads(shown.stdout.splitlines()[-1])
+    assert [p.name for p in parts] == [name for name, _ in blend]
+    for part, (_, world) in zip(parts, blend):
+        world = np.array(world)
+        np.testing.assert_allclose(part.vertices, np.stack([world[:, 0], world[:, 2], -world[:, 1]], 1), atol=1e-5)
