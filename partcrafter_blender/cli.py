@@ -10,8 +10,7 @@ Works with the `bpy` module from PyPI and inside a real Blender:
 
     blender --background --factory-startup --python /path/to/partcrafter_blender/cli.py -- generate IMAGE ...
 
-Exit status: 0 done, 2 bad arguments or unusable image, 3 engine unavailable,
-4 engine or import failed, 130 cancelled (Ctrl+C or SIGTERM), 1 unexpected error.
+Exit status: see EXIT_STATUSES below (also in `generate --help` and docs/blender-extension.md).
 """
 
 from __future__ import annotations
@@ -59,6 +58,22 @@ from .inference import (
 from .inference.glb import write_glb
 from .inference.params import ParamSpec, number_text, param_default, param_specs, param_type
 EXIT_OK, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130
+# Server backend: one status per kind of problem, so scripts can react to each.
+EXIT_CONSENT, EXIT_OFFLINE, EXIT_URL, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_SERVER_JOB = 5, 6, 7, 8, 9, 10
+EXIT_STATUSES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_UNEXPECTED, "unexpected error (--debug prints the traceback)"),
+    (EXIT_INPUT, "bad arguments or unusable image"),
+    (EXIT_UNAVAILABLE, "engine unavailable"),
+    (EXIT_FAILED, "engine or import failed"),
+    (EXIT_CONSENT, "server: no consent to upload (--consent-upload), or the server's policy changed"),
+    (EXIT_OFFLINE, "server: online access is off and the server is not on this computer (--online-mode)"),
+    (EXIT_URL, "server: the URL is refused (malformed, or unencrypted to another computer)"),
+    (EXIT_UNREACHABLE, "server: unreachable (down, name not found, timeout, TLS or certificate failure)"),
+    (EXIT_REFUSED, "server: refused the request (API key, image or parameters, rate limit, job or result gone)"),
+    (EXIT_SERVER_JOB, "server: the job failed there, or its answer or result could not be used"),
+    (EXIT_CANCELLED, "cancelled (Ctrl+C or SIGTERM)"),
+)
 
 
 class UsageError(PartCrafterError):
@@ -118,7 +133,11 @@ def _engine_option_arg(text: str) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partcrafter_blender", description="PartCrafter for Blender")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    gen = sub.add_parser("generate", help="generate a multi-part model from one image")
+    gen = sub.add_parser(
+        "generate", help="generate a multi-part model from one image",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_STATUSES),
+    )  # fmt: skip
     gen.add_argument("image", help="reference image (PNG, JPEG or WEBP)")
     _add_param_options(gen)
     gen.add_argument(
@@ -174,13 +193,29 @@ def main(argv: list[str] | None = None) -> int:
     except EngineUnavailable as exc:
         return _fail(str(exc), EXIT_UNAVAILABLE)
     except PartCrafterError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(str(exc), _server_exit_status(exc) or EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("Cancelled by the user.", EXIT_CANCELLED)
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
         return _fail(f"Unexpected error ({type(exc).__name__}: {exc}). Run again with --debug for details.", EXIT_UNEXPECTED)
+
+
+def _server_exit_status(exc: PartCrafterError) -> int | None:
+    """The exit status of a server-backend failure, None for anything else."""
+    from .remote import errors as remote
+
+    table: tuple[tuple[tuple[type[remote.RemoteError], ...], int], ...] = (
+        ((remote.ConsentRequired, remote.PolicyOutdated), EXIT_CONSENT),
+        ((remote.OnlineAccessDisabled,), EXIT_OFFLINE),
+        ((remote.InvalidServerURL,), EXIT_URL),
+        ((remote.ServerUnreachable, remote.TLSFailed), EXIT_UNREACHABLE),
+        ((remote.AuthFailed, remote.UploadRejected, remote.RateLimited, remote.JobNotFound, remote.ResultExpired),
+         EXIT_REFUSED),
+        ((remote.RemoteJobFailed, remote.ServerFailed, remote.DownloadFailed), EXIT_SERVER_JOB),
+    )  # fmt: skip
+    return next((code for kinds, code in table if isinstance(exc, kinds)), None)
 
 
 def _fail(message: str, code: int) -> int:

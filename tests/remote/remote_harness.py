@@ -52,7 +52,7 @@ class ServerProcess:
             PARTCRAFTER_SERVER_SWEEP_INTERVAL_S="3600",
             PARTCRAFTER_SERVER_HEARTBEAT_S="0.5",
             PARTCRAFTER_SERVER_ENGINE_PLUGINS='["remote_slow_engine"]',
-            PARTCRAFTER_SERVER_ALLOWED_ENGINES='["relief", "partcrafter", "remote_slow"]',
+            PARTCRAFTER_SERVER_ALLOWED_ENGINES='["relief", "partcrafter", "remote_slow", "remote_failing"]',
             PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), str(REPO), os.environ.get("PYTHONPATH", "")])),
         )
         env.update(self.env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from partcrafter_blender.inference import ProgressEvent, create_engine, register_engine
+from partcrafter_blender.inference import EngineFailed, ProgressEvent, create_engine, register_engine
 from partcrafter_blender.inference.testing import FixtureEngine
 
 DELAY_S = 3.0
@@ -28,4 +28,14 @@ class SlowReliefEngine(FixtureEngine):
         return result
 
 
+class FailingEngine(SlowReliefEngine):
+    """Accepted, started, then fails: a job that fails on the server."""
+
+    name = "remote_failing"
+
+    def generate(self, request, progress=None, cancel=None):
+        raise EngineFailed("The test engine failed on purpose on the server.")
+
+
 register_engine("remote_slow", SlowReliefEngine)
+register_engine("remote_failing", FailingEngine)

@@ -73,3 +73,38 @@ def test_without_engine_the_servers_default_engine_runs(harness, tmp_path_factor
         other.stop()
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["engine"] == "remote_slow"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_each_kind_of_server_problem_has_its_own_exit_status(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
+    """Scripts can tell them apart; the statuses are the ones `generate --help` lists."""
+    from partcrafter_blender.cli import EXIT_STATUSES
+
+    image, glb = str(harness.SAMPLE_IMAGE), str(tmp_path / "o.glb")
+    cases = {
+        5: ([image, "--server", proxy.url, "--glb", glb], server.key),  # no --consent-upload
+        6: ([image, "--server", "https://gpu.example.com", "--consent-upload", "--glb", glb], server.key),
+        7: ([image, "--server", "http://gpu.example.com", "--online-mode", "--consent-upload", "--glb", glb], server.key),
+        8: ([image, "--server", f"http://127.0.0.1:{_free_port()}", "--consent-upload", "--glb", glb], server.key),
+        9: ([image, "--server", proxy.url, "--consent-upload", "--glb", glb], "pcs_not_a_valid_key"),
+        10: ([image, "--server", proxy.url, "--consent-upload", "--engine", "remote_failing", "--glb", glb], server.key),
+    }
+    seen = {}
+    for code, (args, key) in cases.items():
+        out = run_cli(args, user_dir, key)
+        seen[code] = out.returncode
+        assert "Traceback" not in out.stderr and key not in out.stderr, out.stderr
+    assert seen == {code: code for code in cases}, seen
+    assert not Path(glb).exists()
+    listed = dict(EXIT_STATUSES)
+    assert all(code in listed for code in cases)
+    helped = subprocess.run([sys.executable, "-m", "partcrafter_blender", "generate", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60).stdout
+    assert all(f"{code:>3}  {listed[code]}" in helped for code in cases)
