@@ -39,6 +39,7 @@ from .generation import (
     GenerationOutcome,
     ImageInput,
     check_device_name,
+    check_engine_options,
     engine_factory,
     parse_engine_options,
     provenance,
@@ -252,8 +253,15 @@ def _generate(args: argparse.Namespace) -> int:
         options["weights_path"] = str(Path(args.weights).expanduser().resolve())
     # Unset flags leave the engine's own defaults (and its PARTCRAFTER_* environment variables).
     options.update({key: getattr(args, key) for key in ("device", "dtype", "offload") if getattr(args, key)})
-    for extra in args.engine_option:
-        options.update(extra)
+    extra = {key: value for given in args.engine_option for key, value in given.items()}
+    if extra and args.server:
+        raise UsageError("--engine-option is not sent to a server (the server sets its engines' options); remove it.")
+    if extra:
+        try:
+            check_engine_options(args.engine or DEFAULT_ENGINE, extra)
+        except EngineUnavailable as exc:
+            raise UsageError(str(exc)) from None
+    options.update(extra)
     server_run = _server_run(args) if args.server else None
     make_engine = server_run.factory if server_run else engine_factory(args.engine or DEFAULT_ENGINE, args.engine_python, options)
     try:

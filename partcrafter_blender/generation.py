@@ -7,6 +7,7 @@ background) and by the command line, so both decide "is this input usable" and
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 import uuid
@@ -126,6 +127,26 @@ def parse_engine_options(text: str) -> dict[str, Any]:
             raise EngineUnavailable(f"The engine option '{key}' has its own setting (preference or command-line flag); use that, not an extra option.")
         options[key] = _option_value(raw)
     return options
+
+
+def check_engine_options(engine_name: str, extra: dict[str, Any]) -> None:
+    """Refuse advanced options the engine does not know, naming the ones it does. Engines
+    that declare no `extra_options` (plugins known only to a worker) are not checked."""
+    try:
+        known = getattr(create_engine(engine_name), "extra_options", None)
+    except (PartCrafterError, ImportError):
+        return  # unknown here: the engine itself says what it makes of them
+    if known is None:
+        return
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        hints = [f"'{u}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(u, known, 1)) else f"'{u}'"
+                 for u in unknown]  # fmt: skip
+        names = ", ".join(known) if known else "none"
+        raise EngineUnavailable(
+            f"Unknown engine option{'s' if len(unknown) > 1 else ''} {', '.join(hints)} for the '{engine_name}' engine; "
+            f"it knows: {names}."
+        )
 
 
 def _option_value(raw: str) -> Any:

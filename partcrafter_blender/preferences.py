@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 
-from .generation import engine_label, parse_engine_options
+from .generation import check_engine_options, engine_label, parse_engine_options
 from .inference import DEFAULT_ENGINE, EngineUnavailable, engine_names
 from .ui.server_preferences import ServerSettings, draw_server_preferences
 
@@ -128,6 +128,9 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
             sub.active = self.device != "cpu"
             sub.prop(self, "offload")
             col.prop(self, "engine_extra_options")
+            problem = extra_options_problem(self)
+            if problem:
+                col.label(text=problem, icon="ERROR")
             col.operator("partcrafter.check_local_engine", icon="CHECKMARK")
             _draw_check_report(col, context)
         else:
@@ -163,21 +166,34 @@ def get_preferences(context: bpy.types.Context | None = None) -> Any:
     )
 
 
-def engine_options(prefs: Any) -> dict[str, Any]:
+def engine_options(prefs: Any, engine: str | None = None) -> dict[str, Any]:
     """Options every engine receives. Settings left at their defaults are left out, so the engine's own defaults (and its
     PARTCRAFTER_* environment variables) apply: without a weights folder, PARTCRAFTER_WEIGHTS;
     with device Auto, PARTCRAFTER_DEVICE or auto. Engines that do not use an option ignore
-    it. Raises EngineUnavailable for unreadable extra options."""
+    it. Raises EngineUnavailable for unreadable extra options, and for extra options that
+    `engine` (when given) does not know."""
     device = f"cuda:{prefs.gpu_index}" if prefs.device == "cuda" and prefs.gpu_index > 0 else prefs.device
     chosen = {"device": device, "dtype": prefs.dtype, "offload": prefs.offload}
     options: dict[str, Any] = {key: value for key, value in chosen.items() if value != NEURAL_DEFAULTS[key]}
     if prefs.weights_dir:
         options["weights_path"] = bpy.path.abspath(prefs.weights_dir)
     try:
-        options.update(parse_engine_options(prefs.engine_extra_options))
+        extra = parse_engine_options(prefs.engine_extra_options)
+        if engine:
+            check_engine_options(engine, extra)
     except EngineUnavailable as exc:
         raise EngineUnavailable(f"Extra Options in the add-on preferences: {exc}") from exc
+    options.update(extra)
     return options
+
+
+def extra_options_problem(prefs: Any) -> str:
+    """Why the Extra Options cannot be used with the chosen engine, or "" (shown under the field)."""
+    try:
+        engine_options(prefs, prefs.engine)
+    except EngineUnavailable as exc:
+        return str(exc)
+    return ""
 
 
 classes = (ServerSettings, PARTCRAFTER_AP_preferences)

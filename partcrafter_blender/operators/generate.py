@@ -94,7 +94,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         self._location = tuple(context.scene.cursor.location)
         image = self._image_input()
         params = self.params()
-        options = engine_options(prefs)
+        options = engine_options(prefs, self.engine or prefs.engine)
         make_engine, self._after_import = engine_for(self, context, self.engine or prefs.engine, options)
         return lambda progress, cancel: run_generation(image, params, make_engine, progress, cancel, options)
 

@@ -181,6 +181,19 @@ def test_unreadable_extra_options_stop_generation_with_a_message(bpy_addon, scen
     assert len(bpy_addon.data.objects) == 0
 
 
+def test_unknown_extra_options_are_refused_in_the_preferences(bpy_addon, scene, prefs):
+    from partcrafter_blender.preferences import extra_options_problem
+
+    prefs.engine, prefs.engine_extra_options = "partcrafter", "num_tokens=64, dense_dept=5"
+    problem = extra_options_problem(prefs)  # shown under the field
+    assert "Unknown engine option 'dense_dept' (did you mean 'dense_depth'?)" in problem and "num_tokens" in problem
+    with pytest.raises(RuntimeError, match="Extra Options in the add-on preferences: Unknown engine option 'dense_dept'"):
+        bpy_addon.ops.partcrafter.generate(filepath=str(ROBOT), engine="partcrafter", num_parts=3)
+    assert len(bpy_addon.data.objects) == 0
+    prefs.engine_extra_options = FAST_TEXT
+    assert extra_options_problem(prefs) == ""
+
+
 def test_labels_come_from_the_engines(bpy_addon, prefs):
     from partcrafter_blender.preferences import _engine_enum_items
 

@@ -303,3 +303,22 @@ def test_glb_holds_what_the_blend_holds_scaled_placed_and_y_up(tmp_path):
     for part, (_, world) in zip(parts, blend):
         world = np.array(world)
         np.testing.assert_allclose(part.vertices, np.stack([world[:, 0], world[:, 2], -world[:, 1]], 1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("engine", "words"),
+    [
+        ("partcrafter", ["Unknown engine option 'dense_dept' (did you mean 'dense_depth'?)", "num_tokens, dense_depth"]),
+        ("relief", ["Unknown engine option 'dense_dept'", "it knows: object_triangle_budget, triangle_budget"]),
+    ],
+)
+def test_unknown_engine_options_are_refused_with_the_known_ones(tmp_path, engine, words):
+    proc = cli("generate", str(DEMO), "--engine", engine, "--engine-option", "dense_dept=5", cwd=tmp_path)
+    for text in words:
+        assert_clean_failure(proc, 2, text)
+    assert not list(tmp_path.iterdir())
+
+
+def test_engine_options_are_refused_with_a_server(tmp_path):
+    proc = cli("generate", str(DEMO), "--server", "http://127.0.0.1:9", "--engine-option", "num_tokens=64", cwd=tmp_path)
+    assert_clean_failure(proc, 2, "--engine-option is not sent to a server")

@@ -126,6 +126,8 @@ class PartCrafterEngine:
     is_preview = False
     generates_variants = True  # seed variants are denoised in one DiT batch
     takes_options = True  # create_engine passes the caller's options (weights folder, device, ...)
+    # Advanced options (`--engine-option`, Extra Options); anything else is refused.
+    extra_options = ("num_tokens", "dense_depth", "hierarchical_depth", "max_expanded_coords", "fast_decode")
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})

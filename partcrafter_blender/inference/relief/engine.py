@@ -40,6 +40,8 @@ class ReliefEngine:
     name = "relief"
     label = "Relief (fast classical preview, not PartCrafter)"
     is_preview = True
+    # Advanced options (`--engine-option`, Extra Options); anything else is refused.
+    extra_options = ("object_triangle_budget", "triangle_budget")
 
     def availability(self) -> Availability:
         return Availability(ok=True)
