@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="ask the server to erase the result M minutes after the job ends (only shorter than its own retention)",
     )
+
+
+    led = sub.add_parser("ledger", help="print where the consent ledgers are (this command line's and Blender's)")
+    led.add_argument("--json", action="store_true", help="print one JSON line")
     return parser
 
 
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         # Inside Blender the script's own arguments follow "--".
         argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
     args = build_parser().parse_args(argv)
+    if args.command == "ledger":
+        return _print_ledgers(args.json)
     try:
         return _generate(args)
     except Cancelled as exc:
@@ -286,6 +292,32 @@ def _generate(args: argparse.Namespace) -> int:
         for path in (blend, glb):
             if path:
                 print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _print_ledgers(as_json: bool) -> int:
+    """The consent ledgers: the command line's, and each Blender's that has one."""
+    from .remote.consent import LEDGER_FILE
+    from .remote.userdir import USER_DIR_ENV, blender_dirs, command_line_dir
+
+    override = os.environ.get(USER_DIR_ENV, "").strip()
+    if override:  # both the command line and Blender use it
+        shared = str(Path(override).expanduser() / LEDGER_FILE)
+        found = {"command_line": shared, "blender": [shared], "shared": True}
+    else:
+        found = {
+            "command_line": str(command_line_dir() / LEDGER_FILE),
+            "blender": [str(folder / LEDGER_FILE) for folder in blender_dirs()],
+            "shared": False,
+        }
+    if as_json:
+        print(json.dumps(found, separators=(",", ":")))
+        return EXIT_OK
+    print(f"command line: {found['command_line']}")
+    for path in found["blender"]:
+        print(f"Blender:      {path}")
+    if not found["blender"]:
+        print("Blender:      none found (Blender keeps its ledger in the extension's user folder)")
     return EXIT_OK
 
 

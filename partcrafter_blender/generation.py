@@ -221,5 +221,7 @@ def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
         "job_id": outcome.job_id,
         "created": outcome.created,
         # Server backend: where it ran and under which consented policy.
-        **{key: str(r.metadata[key]) for key in ("backend", "server_host", "policy_version") if key in r.metadata},
+        # upload_sha256: the minimised PNG that was sent, as the consent ledger records it.
+        **{key: str(r.metadata[key]) for key in ("backend", "server_host", "policy_version", "upload_sha256")
+           if key in r.metadata},
     }

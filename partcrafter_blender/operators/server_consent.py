@@ -78,6 +78,7 @@ def open_consent_dialog(context: bpy.types.Context, question: ConsentQuestion, a
         max_retention_days=question.policy.max_retention_days or 0,
         encryption=question.policy.encryption,
         sha256=question.upload.sha256,
+        image_sha256=question.image_sha256,
         width=question.upload.width,
         height=question.upload.height,
         size=question.upload.size,
@@ -117,6 +118,7 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
     max_retention_days: bpy.props.IntProperty(options={"SKIP_SAVE"})
     encryption: bpy.props.StringProperty(options={"SKIP_SAVE"})
     sha256: bpy.props.StringProperty(options={"SKIP_SAVE"})
+    image_sha256: bpy.props.StringProperty(options={"SKIP_SAVE"})
     width: bpy.props.IntProperty(options={"SKIP_SAVE"})
     height: bpy.props.IntProperty(options={"SKIP_SAVE"})
     size: bpy.props.IntProperty(options={"SKIP_SAVE"})
@@ -187,7 +189,8 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
     def _record(self, accepted: bool) -> None:
         via = "ask-every-time dialog" if self.ask_every_time else "dialog"
         decision = "accepted" if accepted else "declined"
-        ConsentLedger(server_dir()).record_image(decision, self.host, self.server, self.policy_version, self, via)
+        ledger = ConsentLedger(server_dir())
+        ledger.record_image(decision, self.host, self.server, self.policy_version, self, via, self.image_sha256)
 
 
 class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
@@ -218,10 +221,10 @@ class PARTCRAFTER_OT_server_consent_check(JobOperatorMixin, bpy.types.Operator):
         def work(progress: Any, cancel: Any) -> tuple[ConsentQuestion, bool]:
             with client:
                 progress(ProgressEvent("preprocess", 0.1, "Preparing the image to upload"))
-                rgba = load().rgba
+                loaded = load()
                 cancel.raise_if_cancelled()
                 progress(ProgressEvent("policy", 0.5, f"Reading the privacy policy of {client.host}"))
-                return consent_question(client, ledger, rgba, config.ask_every_time, cancel)
+                return consent_question(client, ledger, loaded.rgba, config.ask_every_time, cancel, loaded.sha256)
 
         return work
 

@@ -1,8 +1,10 @@
 """The local consent ledger: an append-only JSON-lines file, one decision per line.
 
 Each line: time (UTC ISO-8601), host, server (base URL), policy version, decision
-("accepted", "declined" or "uploaded"), and the SHA-256, pixel size and byte size
-of the image that was (or would have been) sent. "uploaded" lines record uploads
+("accepted", "declined" or "uploaded"), the SHA-256, pixel size and byte size
+of the image that was (or would have been) sent, and the SHA-256 of the original
+file it was made from (`image_sha256`, as each part object's
+`partcrafter_image_sha256`; the sent PNG's hash is its `partcrafter_upload_sha256`). "uploaded" lines record uploads
 made under a standing consent, so the ledger shows everything that left the machine.
 Lines are only ever appended and fsync'ed; an unreadable line (e.g. cut by a crash)
 is skipped rather than trusted.
@@ -33,6 +35,7 @@ class ConsentEntry:
     height: int
     bytes: int
     via: str  # "dialog", "ask-every-time dialog", "--consent-upload", "operator property", ...
+    image_sha256: str = ""  # the original file's SHA-256 (empty in lines written before it was recorded)
 
 
 class ImageFacts(Protocol):
@@ -60,6 +63,7 @@ class ConsentLedger:
         height: int = 0,
         size: int = 0,
         via: str = "dialog",
+        image_sha256: str = "",
     ) -> ConsentEntry:
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}")
@@ -74,6 +78,7 @@ class ConsentLedger:
             height=height,
             bytes=size,
             via=via,
+            image_sha256=image_sha256,
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry.__dict__, sort_keys=True) + "\n").encode("utf-8")
@@ -86,9 +91,11 @@ class ConsentLedger:
         return entry
 
     def record_image(
-        self, decision: str, host: str, server: str, policy_version: str, image: ImageFacts, via: str
+        self, decision: str, host: str, server: str, policy_version: str, image: ImageFacts, via: str,
+        image_sha256: str = "",
     ) -> ConsentEntry:
-        """A decision about one image (the one about to be sent, or shown in the dialog)."""
+        """A decision about one image (the one about to be sent, or shown in the dialog);
+        `image_sha256` is the original file's."""
         return self.record(
             host=host,
             server=server,
@@ -99,6 +106,7 @@ class ConsentLedger:
             height=image.height,
             size=image.size,
             via=via,
+            image_sha256=image_sha256,
         )
 
     def entries(self) -> list[ConsentEntry]:

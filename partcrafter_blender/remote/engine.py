@@ -113,7 +113,7 @@ class RemoteEngine:
         report = progress or (lambda _e: None)
         cancel = cancel or CancelToken()
         upload = minimise_pixels(request.image)
-        self._check_consent(upload)
+        self._check_consent(upload, request.image_sha256)
         cancel.raise_if_cancelled()
         report(ProgressEvent("upload", 0.02, f"Uploading {upload.width}x{upload.height} PNG ({upload.size:,} bytes) to {self.client.host}"))
         job = self.client.submit(
@@ -123,7 +123,7 @@ class RemoteEngine:
             idempotency_key=str(uuid.uuid4()),
             result_retention_minutes=self.result_retention_minutes,
         )
-        self._record("uploaded", upload, f"job {job.id}")
+        self._record("uploaded", upload, f"job {job.id}", request.image_sha256)
         pending = PendingJob(
             job_id=job.id,
             server=self.client.endpoint.base_url,
@@ -191,14 +191,14 @@ class RemoteEngine:
 
     # ---- internals ----
 
-    def _check_consent(self, upload: UploadImage) -> None:
+    def _check_consent(self, upload: UploadImage, image_sha256: str) -> None:
         """Upload only under a recorded acceptance of the server's current policy version."""
         host, server = self.client.host, self.client.endpoint.base_url
         if self.consent_via:
             # Explicit consent given up front (--consent-upload, consent_upload=True): record it
             # against the policy the server states now, with the exact image about to be sent.
             self.policy_version = self.client.policy().version
-            self._record("accepted", upload, self.consent_via)
+            self._record("accepted", upload, self.consent_via, image_sha256)
             return
         if not self.policy_version:
             raise ConsentRequired(f"No consent to the privacy policy of {host} is recorded; nothing was sent.")
@@ -211,10 +211,10 @@ class RemoteEngine:
                 "The image changed after you agreed to upload it; nothing was sent. Run again to review it."
             )
 
-    def _record(self, decision: str, upload: UploadImage, via: str) -> None:
+    def _record(self, decision: str, upload: UploadImage, via: str, image_sha256: str) -> None:
         if self.ledger is not None:
             where = (self.client.host, self.client.endpoint.base_url)
-            self.ledger.record_image(decision, *where, self.policy_version, upload, via)
+            self.ledger.record_image(decision, *where, self.policy_version, upload, via, image_sha256)
 
     def _params(self, request: GenerationRequest) -> dict[str, Any]:
         params = request.params.to_wire()

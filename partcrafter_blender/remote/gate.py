@@ -58,6 +58,7 @@ class ConsentQuestion:
     server: str
     policy: Policy
     upload: UploadImage
+    image_sha256: str = ""  # the original file's, recorded with the decision
 
 
 def consent_question(
@@ -66,6 +67,7 @@ def consent_question(
     rgba: np.ndarray,
     ask_every_time: bool,
     cancel: CancelToken | None = None,
+    image_sha256: str = "",
 ) -> tuple[ConsentQuestion, bool]:
     """Fetch the policy (no image is sent) and minimise the image; returns the
     question and whether it must be asked (first upload, new policy, or ask-every-time).
@@ -75,7 +77,9 @@ def consent_question(
     cancel.raise_if_cancelled()
     upload = minimise_pixels(rgba)
     cancel.raise_if_cancelled()
-    question = ConsentQuestion(host=client.host, server=client.endpoint.base_url, policy=policy, upload=upload)
+    question = ConsentQuestion(
+        host=client.host, server=client.endpoint.base_url, policy=policy, upload=upload, image_sha256=image_sha256
+    )
     return question, ledger.needs_consent(question.server, policy.version, ask_every_time)
 
 

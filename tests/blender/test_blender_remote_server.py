@@ -144,6 +144,25 @@ def test_consent_dialog_decline_sends_nothing_accept_uploads(scene, prefs, proxy
     assert decisions == ["declined", "accepted", "uploaded"]
 
 
+def test_ledger_entries_and_part_objects_share_both_hashes(scene, prefs, proxy, demo_image: Path) -> None:
+    """An object links to its consent entry: the original file's SHA-256 and the sent PNG's."""
+    import bpy
+
+    from partcrafter_blender.inference.images import load_image
+    from partcrafter_blender.remote.consent import ConsentLedger
+    from partcrafter_blender.remote.userdir import server_user_dir
+
+    args = _consent_args(proxy, demo_image)
+    args["image_sha256"] = load_image(demo_image).sha256  # what the consent check passes on to the dialog
+    assert bpy.ops.partcrafter.server_consent(decision="ACCEPT", **args) == {"FINISHED"}
+    accepted, uploaded = ConsentLedger(server_user_dir()).entries()[-2:]
+    parts = [o for o in bpy.data.objects if o.type == "MESH"]
+    assert parts
+    for obj in parts:
+        assert obj["partcrafter_image_sha256"] == accepted.image_sha256 == uploaded.image_sha256
+        assert obj["partcrafter_upload_sha256"] == accepted.sha256 == uploaded.sha256
+
+
 def test_consent_for_another_image_is_not_used(scene, prefs, proxy, demo_image: Path, snapshot) -> None:
     import bpy
 

@@ -108,3 +108,40 @@ def test_each_kind_of_server_problem_has_its_own_exit_status(harness, server, pr
     helped = subprocess.run([sys.executable, "-m", "partcrafter_blender", "generate", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=60).stdout
     assert all(f"{code:>3}  {listed[code]}" in helped for code in cases)
+
+
+def test_ledger_links_to_the_objects_by_both_hashes(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
+    """Each ledger line holds the sent PNG's SHA-256 and the original file's; the result
+    carries both too, so an object can be matched with its consent entry."""
+    from partcrafter_blender.remote.engine import glb_scene_extras
+
+    glb = tmp_path / "o.glb"
+    out = run_cli([str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "2",
+                   "--quality", "draft", "--glb", str(glb), "--json"], user_dir, server.key)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    extras = glb_scene_extras(glb.read_bytes())  # the provenance every part object carries
+    entries = ConsentLedger(user_dir).entries()
+    assert [e.decision for e in entries] == ["accepted", "uploaded"]
+    for entry in entries:
+        assert entry.image_sha256 == summary["image_sha256"] == extras["image_sha256"]
+        assert entry.sha256 == extras["upload_sha256"] != entry.image_sha256
+
+
+def test_ledger_command_prints_where_the_ledgers_are(user_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Blender and the command line keep separate ledgers unless PARTCRAFTER_USER_DIR is set."""
+    blender = tmp_path / "blender-user"
+    installed = blender / "extensions" / ".user" / "user_default" / "partcrafter" / "server"
+    installed.mkdir(parents=True)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(blender), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    env.pop("PARTCRAFTER_USER_DIR")
+    cmd = [sys.executable, "-m", "partcrafter_blender", "ledger", "--json"]
+    found = json.loads(subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60).stdout)
+    assert found == {
+        "command_line": str(tmp_path / "xdg" / "partcrafter_blender" / "server" / "consent_ledger.jsonl"),
+        "blender": [str(installed / "consent_ledger.jsonl")],
+        "shared": False,
+    }
+    env["PARTCRAFTER_USER_DIR"] = str(user_dir)
+    shared = json.loads(subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60).stdout)
+    assert shared["shared"] and shared["command_line"] == str(user_dir / "consent_ledger.jsonl") == shared["blender"][0]
