@@ -4,6 +4,7 @@ the tiny conformance weights, through the operator and through the command line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +31,10 @@ STEPS = 4
 # The engine's interpreter: this venv's Python (torch, transformers, safetensors, scikit-image), or, for
 # Blender 5.1+ whose Python 3.13 has no CPU torch here, the one the version matrix names, as a user would.
 ENGINE_PYTHON = os.environ.get("PARTCRAFTER_TEST_ENGINE_PYTHON") or sys.executable
+# The engine inside Blender's own Python (Engine Python empty) needs torch there.
+IN_PROCESS = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="this Blender's Python has no torch for the in-process engine"
+)
 
 PREF_NAMES = ("backend", "engine", "python_executable", "weights_dir", "device", "gpu_index", "dtype", "offload",
               "engine_extra_options")
@@ -225,6 +230,7 @@ def test_generate_runs_partcrafter_in_a_worker_and_imports_three_parts(bpy_addon
     assert named == [(f"{ROBOT.stem}.part_0{i}", f"part_0{i}") for i in (1, 2, 3)]
 
 
+@IN_PROCESS
 def test_generate_in_blenders_python_uses_the_weights_folder_preference(bpy_addon, scene, prefs, monkeypatch, tmp_path):
     """Engine Python empty: the engine runs inside Blender with the Weights Folder preference,
     which wins over PARTCRAFTER_WEIGHTS."""
@@ -238,10 +244,11 @@ def test_generate_in_blenders_python_uses_the_weights_folder_preference(bpy_addo
     assert parts and {o["partcrafter_engine"] for o in parts} == {"partcrafter"}
 
 
+@IN_PROCESS
 def test_cli_runs_partcrafter_in_process_with_the_weights_option(tmp_path):
     """No --engine-python: --weights reaches the in-process engine and beats PARTCRAFTER_WEIGHTS."""
     cmd = [
-        VENV_PYTHON, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine", "partcrafter",
+        sys.executable, "-m", "partcrafter_blender", "generate", str(ROBOT), "--engine", "partcrafter",
         "--weights", str(PIPELINE), "--device", "cpu", "--parts", "2", "--steps", "1",
         *[a for k, v in FAST.items() for a in ("--engine-option", f"{k}={v}")], "--glb", "robot.glb", "--json",
     ]  # fmt: skip

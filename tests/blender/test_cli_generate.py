@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -259,6 +260,7 @@ def test_every_documented_device_is_accepted_and_others_are_refused():
 PIPELINE = (REPO / ".." / "shared" / "conformance" / "partcrafter" / "pipeline").resolve()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the in-process engine needs torch in this Python")
 @pytest.mark.parametrize(
     ("device", "dtype", "message"),
     [
