@@ -10,6 +10,7 @@ Blender and the command line thus keep two ledgers unless PARTCRAFTER_USER_DIR i
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 

@@ -105,11 +105,9 @@ def test_enabling_from_a_script_as_documented(tmp_path):
         "print('BEFORE', bpy.app.online_access)",
         online,
         "import json",
-        "from partcrafter_blender.preferences import get_preferences, engine_options",
         "print('SUMMARY ' + json.dumps({'operator': bpy.ops.partcrafter.generate.get_rna_type().identifier,",
         "    'enabled': 'partcrafter_blender' in bpy.context.preferences.addons.keys(),",
-        "    'online': bpy.app.online_access,",
-        "    'allow_download': engine_options(get_preferences(bpy.context))['allow_download']}))",
+        "    'online': bpy.app.online_access}))",
     ])  # fmt: skip
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
     env.pop("PYTHONPATH", None)  # only what the snippet puts on sys.path
@@ -117,5 +115,5 @@ def test_enabling_from_a_script_as_documented(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "BEFORE False" in proc.stdout  # off until the script turns it on, as the docs say
     assert summary(proc.stdout) == {
-        "operator": "PARTCRAFTER_OT_generate", "enabled": True, "online": True, "allow_download": True,
+        "operator": "PARTCRAFTER_OT_generate", "enabled": True, "online": True,
     }  # fmt: skip

@@ -176,7 +176,8 @@ def test_the_triangle_budget_reduces_every_part_in_the_engine(weights, robot, sc
 def test_weights_precedence_explicit_then_preference_then_environment(conformance, monkeypatch, tmp_path, robot):
     """The in-process engine sees the caller's weights folder in its availability check,
     and one precedence holds: request option > engine option (preference) > environment."""
-    from partcrafter_blender.generation import GenerationSettings, ImageInput, engine_factory, run_generation
+    from partcrafter_blender.generation import ImageInput, engine_factory, run_generation
+    from partcrafter_blender.inference import GenerationParams
 
     good, empty = conformance / "pipeline", tmp_path / "empty"
     empty.mkdir()
@@ -193,7 +194,7 @@ def test_weights_precedence_explicit_then_preference_then_environment(conformanc
     monkeypatch.delenv("PARTCRAFTER_WEIGHTS")
     options = dict(FAST, weights_path=str(good))
     outcome = run_generation(
-        ImageInput(name="robot", rgba=robot.rgba), GenerationSettings(num_parts=2, steps=1, options=options),
-        engine_factory("partcrafter", "", options),
+        ImageInput(name="robot", rgba=robot.rgba), GenerationParams(num_parts=2, steps=1),
+        engine_factory("partcrafter", "", options), options=options,
     )
     assert outcome.result.engine == "partcrafter" and outcome.result.parts

@@ -113,14 +113,14 @@ def test_each_kind_of_server_problem_has_its_own_exit_status(harness, server, pr
 def test_ledger_links_to_the_objects_by_both_hashes(harness, server, proxy, user_dir: Path, tmp_path: Path) -> None:
     """Each ledger line holds the sent PNG's SHA-256 and the original file's; the result
     carries both too, so an object can be matched with its consent entry."""
-    from partcrafter_blender.remote.engine import glb_scene_extras
+    from partcrafter_blender.inference.glb import read_glb_extras
 
     glb = tmp_path / "o.glb"
     out = run_cli([str(harness.SAMPLE_IMAGE), "--server", proxy.url, "--consent-upload", "--parts", "2",
                    "--quality", "draft", "--glb", str(glb), "--json"], user_dir, server.key)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    extras = glb_scene_extras(glb.read_bytes())  # the provenance every part object carries
+    extras = read_glb_extras(glb.read_bytes())  # the provenance every part object carries
     entries = ConsentLedger(user_dir).entries()
     assert [e.decision for e in entries] == ["accepted", "uploaded"]
     for entry in entries:
