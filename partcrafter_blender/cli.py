@@ -177,8 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="ask the server to erase the result M minutes after the job ends (only shorter than its own retention)",
     )
-
-
     led = sub.add_parser("ledger", help="print where the consent ledgers are (this command line's and Blender's)")
     led.add_argument("--json", action="store_true", help="print one JSON line")
     return parser
