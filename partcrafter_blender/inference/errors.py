@@ -50,7 +50,7 @@ def error_from_code(code: str, message: str) -> PartCrafterError:
 
 
 # Everything the local neural engine needs in its interpreter (docs/gpu-engine.md).
-GPU_PIP_COMMAND = "python -m pip install numpy Pillow torch transformers safetensors scikit-image huggingface_hub"
+GPU_PIP_COMMAND = "python -m pip install numpy Pillow torch transformers safetensors scikit-image fast-simplification huggingface_hub"
 
 
 def missing_packages_message(python_executable: str, packages: list[str]) -> str:

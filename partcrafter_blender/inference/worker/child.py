@@ -86,7 +86,8 @@ def _generate(message: dict[str, Any], channel: _Channel, stdin: BinaryIO) -> No
 
 
 _DISTRIBUTIONS = {"numpy": "numpy", "torch": "torch", "transformers": "transformers", "safetensors": "safetensors",
-                  "skimage": "scikit-image", "PIL": "Pillow", "huggingface_hub": "huggingface_hub"}
+                  "skimage": "scikit-image", "fast_simplification": "fast-simplification", "PIL": "Pillow",
+                  "huggingface_hub": "huggingface_hub"}
 
 
 def _version(module: str) -> str | None:

@@ -361,10 +361,11 @@ def summarise_check(report: dict[str, Any]) -> dict[str, Any]:
     packages = report["packages"]
     lines = [f"Python {report['python_version']} at {report['python_executable']}"]
     problems = []
-    missing = [name for name in ("torch", "transformers", "safetensors", "skimage") if not packages.get(name)]
+    from ..partcrafter.engine import REQUIRED_MODULES  # the engine's own list: module -> pip name
+
+    missing = [pip for module, pip in REQUIRED_MODULES.items() if not packages.get(module)]
     if missing:
-        pip_names = {"skimage": "scikit-image"}
-        problems.append(missing_packages_message(report["python_executable"], [pip_names.get(m, m) for m in missing]))
+        problems.append(missing_packages_message(report["python_executable"], missing))
     if report["torch"]:
         cuda = f"CUDA {report['cuda_version']}" if report["cuda_version"] else "CPU-only build"
         lines.append(f"torch {report['torch']} ({cuda})")
