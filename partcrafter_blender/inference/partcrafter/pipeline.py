@@ -269,16 +269,16 @@ class PartCrafterPipeline:
                 variant_seeds=variant_seeds,
             )
 
-        decoded = [0.0]  # share of the decoding done, as the chunks report it
+        share = [0.0]  # of the decoding done, as the chunks report it
 
         def on_chunk(done: float, message: str) -> None:
-            decoded[0] = max(decoded[0], done)
-            emit("decode", decoded[0], message)
+            share[0] = max(share[0], done)
+            emit("decode", share[0], message)
 
         def on_part(done: int, total: int) -> None:
             # Parts decoded together share their dense grid, so the chunks may be ahead of done/total.
-            decoded[0] = max(decoded[0], done / total)
-            emit("decode", decoded[0], f"Decoded part {done}/{total}")
+            share[0] = max(share[0], done / total)
+            emit("decode", share[0], f"Decoded part {done}/{total}")
 
         decoded = len(latents)
         emit("decode", 0.0, f"Decoding {decoded} part{'s' if decoded > 1 else ''}")
