@@ -171,3 +171,14 @@ def test_the_triangle_budget_reduces_every_part_in_the_engine(weights, robot, sc
     assert record["max_triangles"] == budget and record["budget_scope"] == scope
     assert record["input_triangles"] == sum(len(p.faces) for p in full.parts)
     assert record["parts_kept_unreduced"] == 0 and record["min_triangle_quality"] > 0
+
+
+def test_warm_up_loads_the_model_that_the_first_job_then_uses(weights, robot):
+    """A Ray replica calls warm_up once at start, so its first job does not pay for loading."""
+    engine_module.release_cached_pipeline()
+    engine = PartCrafterEngine({"device": "cpu"})
+    engine.warm_up()
+    assert engine_module._cached is not None
+    loaded = engine_module._cached[1]
+    engine.generate(_request(robot, steps=1, seed=1))
+    assert engine_module._cached[1] is loaded
