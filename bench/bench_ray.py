@@ -26,28 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-from partcrafter_blender.inference import Availability, GenerationResult, PartMesh, register_engine
+from partcrafter_blender.inference import PartMesh, register_engine
+from partcrafter_blender.inference.testing import FixtureEngine
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests" / "server"
 
 
-class Sleeper:
+class Sleeper(FixtureEngine):
     name = "sleeper"
     label = "bench sleeper"
-    is_preview = True
-
-    def availability(self) -> Availability:
-        return Availability(True)
 
     def generate(self, request, progress=None, cancel=None):  # type: ignore[no-untyped-def]
         time.sleep(request.steps / 100)
         v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
         f = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]], np.int32)
-        return GenerationResult(
-            parts=[PartMesh("part_00", v, f)], engine=self.name, engine_version="bench", requested_parts=1,
-            seed=request.seed, steps=request.steps, guidance=request.guidance,
-        )
+        return self.result(request, [PartMesh("part_00", v, f)])
 
 
 register_engine(Sleeper.name, Sleeper)
