@@ -18,8 +18,9 @@ from pathlib import Path
 
 from server_test_support import HERE, SCANNED_FOLDERS, free_port
 
-# single-machine cluster: every Ray process binds 127.0.0.1 instead of the host's address
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# single-machine cluster: every Ray process binds 127.0.0.1 instead of the host's address; token
+# authentication explicitly off, so a token someone left in ~/.ray cannot split the cluster from its driver
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 class RayCluster:
