@@ -37,6 +37,17 @@ def local_pool(ctx: ServerContext) -> Dispatcher:
     return LocalWorkerPool(ctx.settings, ctx.service, ctx.metrics)
 
 
+def configured_dispatcher(ctx: ServerContext) -> Dispatcher:
+    """The dispatcher the `dispatch` setting names (Ray is imported only when asked for)."""
+    if ctx.settings.dispatch == "ray":
+        try:
+            from .ray_dispatch import ray_pool
+        except ImportError as exc:
+            raise RuntimeError(f'dispatch = "ray" needs Ray Serve: pip install "./server[ray]" ({exc})') from exc
+        return ray_pool(ctx)
+    return local_pool(ctx)
+
+
 class RequestGuard:
     """Pure ASGI middleware: request timeout (408), aggregate HTTP counters, optional access line.
 
@@ -99,7 +110,7 @@ def hold_data_dir(data_dir: Path) -> IO[bytes]:
 def create_app(
     settings: Settings | None = None,
     clock: Clock = system_clock,
-    dispatcher_factory: DispatcherFactory = local_pool,
+    dispatcher_factory: DispatcherFactory = configured_dispatcher,
     data_lock: IO[bytes] | None = None,
 ) -> FastAPI:
     """`data_lock`: the data folder's lock when the caller already holds it (`serve` takes it
@@ -119,7 +130,7 @@ def create_app(
         ctx.sweeper.sweep()
         dispatcher = dispatcher_factory(ctx)
         app.state.dispatcher = dispatcher
-        dispatcher.start()
+        await asyncio.to_thread(dispatcher.start)  # joining a Ray cluster takes seconds; keep it off the loop
         ctx.sweeper.start()
         try:
             yield

@@ -148,18 +148,19 @@ class BlobStore:
         )
 
     def read(self, blob_id: str) -> bytes:
+        raw, data_key = self.read_sealed(blob_id)
+        return unseal(blob_id, data_key, raw)
+
+    def read_sealed(self, blob_id: str) -> tuple[bytes, bytes]:
+        """The file's ciphertext and its data key, for a remote worker that opens it in memory itself."""
         row = self.db.one("SELECT master_id, wrapped FROM blob_keys WHERE blob_id=?", (blob_id,))
         if row is None:
             raise BlobError("blob key was destroyed")
         data_key = self.keyring.unwrap(blob_id, row["master_id"], row["wrapped"])
         try:
-            raw = self.path(blob_id).read_bytes()
+            return self.path(blob_id).read_bytes(), data_key
         except FileNotFoundError as exc:
             raise BlobError("blob file is missing") from exc
-        if not raw.startswith(_MAGIC):
-            raise BlobError("blob file is not sealed")
-        nonce, sealed = raw[4 : 4 + _NONCE], raw[4 + _NONCE :]
-        return AESGCM(data_key).decrypt(nonce, sealed, blob_id.encode())
 
     def forget_keys(self, con: sqlite3.Connection, blob_ids: list[str]) -> None:
         """Step one of crypto-shredding, inside the caller's transaction."""
@@ -175,14 +176,30 @@ class BlobStore:
         return [p for p in self.folder.glob("*/*") if p.is_file()]
 
 
+def seal(blob_id: str, data_key: bytes, plaintext: bytes) -> bytes:
+    """The sealed form of a blob: magic, nonce, AES-GCM ciphertext bound to the blob id."""
+    nonce = os.urandom(_NONCE)
+    return _MAGIC + nonce + AESGCM(data_key).encrypt(nonce, plaintext, blob_id.encode())
+
+
+def unseal(blob_id: str, data_key: bytes, raw: bytes) -> bytes:
+    if not raw.startswith(_MAGIC):
+        raise BlobError("blob file is not sealed")
+    nonce, sealed = raw[4 : 4 + _NONCE], raw[4 + _NONCE :]
+    return AESGCM(data_key).decrypt(nonce, sealed, blob_id.encode())
+
+
 def seal_to_file(path: Path, blob_id: str, data_key: bytes, plaintext: bytes) -> None:
     """Encrypt in memory, write only ciphertext (temp name, then rename). Workers call this too."""
-    nonce = os.urandom(_NONCE)
-    sealed = AESGCM(data_key).encrypt(nonce, plaintext, blob_id.encode())
+    write_sealed(path, seal(blob_id, data_key, plaintext))
+
+
+def write_sealed(path: Path, sealed: bytes) -> None:
+    """Write an already sealed blob (temp name, then rename); anything else is refused."""
+    if not sealed.startswith(_MAGIC):
+        raise BlobError("refusing to store a blob that is not sealed")
     tmp = path.with_suffix(".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(_MAGIC)
-        f.write(nonce)
         f.write(sealed)
     os.replace(tmp, path)

@@ -159,10 +159,8 @@ class WorkerSlot:
                 return
             now = time.monotonic()
             if now - last_beat >= settings.heartbeat_s or (dirty and now - last_beat >= 0.25):
-                if not service.heartbeat(job_id, self.name, stage, progress):
-                    self.cancel_flag.set()  # deleted under us: stop the engine, discard the output
-                elif service.cancel_requested(job_id):
-                    self.cancel_flag.set()
+                if not service.keep_lease(job_id, self.name, stage, progress):
+                    self.cancel_flag.set()  # canceled, or deleted under us: stop the engine, discard the output
                 last_beat, dirty = now, False
             if self.cancel_flag.is_set():
                 if cancel_sent is None:

@@ -148,16 +148,17 @@ class JobService:
         return self.blobs.read(job.result_blob)
 
     # --- dispatcher side -----------------------------------------------------------
-    def lease_next(self, worker: str) -> Job | None:
+    def lease_next(self, worker: str, engine: str | None = None) -> Job | None:
+        """Lease the oldest queued job (of one engine, for dispatchers with a queue per engine)."""
         now = self.clock()
         with self.db.write() as con:
             row = con.execute(
-                "UPDATE jobs SET status='running', stage='starting', progress=0, lease_owner=?, lease_expires_at=?,"
-                " started_at=COALESCE(started_at, ?), attempts=attempts+1"
-                " WHERE seq=(SELECT seq FROM jobs WHERE status='queued'"
+                "UPDATE jobs SET status='running', stage='starting', progress=0, lease_owner=:worker, lease_expires_at=:until,"
+                " started_at=COALESCE(started_at, :now), attempts=attempts+1"
+                " WHERE seq=(SELECT seq FROM jobs WHERE status='queued' AND (:engine IS NULL OR engine=:engine)"
                 " AND owner NOT IN (SELECT key_id FROM holders WHERE restricted_at IS NOT NULL)"  # restricted: kept, not run
                 " ORDER BY seq LIMIT 1) RETURNING id, owner, attempts",
-                (worker, now + self.settings.lease_s, now),
+                {"worker": worker, "until": now + self.settings.lease_s, "now": now, "engine": engine},
             ).fetchone()
             if row is None:
                 return None
@@ -174,6 +175,10 @@ class JobService:
                 (now + self.settings.lease_s, stage, progress, job_id, worker),
             ).rowcount
         return bool(n)
+
+    def keep_lease(self, job_id: str, worker: str, stage: str | None, progress: float | None) -> bool:
+        """Heartbeat with progress; False when the worker must stop: the job was deleted, taken over or canceled."""
+        return self.heartbeat(job_id, worker, stage, progress) and not self.cancel_requested(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.db.scalar("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)) in (1, None))

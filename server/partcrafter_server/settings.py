@@ -13,9 +13,9 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -31,6 +31,40 @@ POLICY_VERSION = "2025-01-13"  # "Last updated" of the privacy policy the consen
 HARD_MAX_RETENTION_DAYS = 30  # the policy's promise; no setting can exceed it
 MIN_RESULT_RETENTION_MINUTES = 5  # the shortest result retention a job may ask for: time to download it
 CONFIG_ENV = "PARTCRAFTER_SERVER_CONFIG"
+
+
+class RayDeployment(BaseModel):
+    """The Ray Serve deployment of one engine (`ray_deployments`); every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each replica reserves (PartCrafter: 1).")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs each replica reserves (relief runs on these).")
+    min_replicas: int = Field(1, ge=0, description="Replicas kept running when the queue is empty.")
+    max_replicas: int = Field(2, ge=1, description="Most replicas the autoscaler starts when jobs queue up.")
+    max_ongoing_requests: int = Field(1, ge=1, description="Jobs one replica runs at a time.")
+    target_ongoing_requests: float = Field(
+        1.0, gt=0, description="Queued plus running jobs per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(5.0, ge=0, description="How long the queue must stay long before a replica is added.")
+    downscale_delay_s: float = Field(300.0, ge=0, description="How long replicas must stay idle before one is removed.")
+    health_check_period_s: float = Field(10.0, gt=0, description="Period of each replica's health check.")
+    health_check_timeout_s: float = Field(30.0, gt=0, description="A health check slower than this counts as failed.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RayDeployment:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas cannot exceed max_replicas")
+        return self
+
+
+# the PartCrafter network needs a GPU per replica; every other engine gets RayDeployment()'s defaults
+RAY_ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {"partcrafter": {"num_gpus": 1.0}}
+
+
+def ray_deployment(engine: str, given: RayDeployment | None) -> RayDeployment:
+    """The replica options of one engine: its defaults, overridden by the options given."""
+    return RayDeployment(**{**RAY_ENGINE_DEFAULTS.get(engine, {}), **(given.model_dump(exclude_unset=True) if given else {})})
 
 
 class Settings(BaseSettings):
@@ -88,6 +122,30 @@ class Settings(BaseSettings):
     lease_s: float = Field(30.0, gt=0, description="Job lease length; workers renew it by heartbeat while they run the job.")
     heartbeat_s: float = Field(2.0, gt=0, description="Heartbeat period of a worker holding a lease.")
     max_attempts: int = Field(2, ge=1, le=5, description="Tries per job when its worker dies (2 = retried once, then failed).")
+
+    # --- dispatch ----------------------------------------------------------------
+    dispatch: Literal["local", "ray"] = Field(
+        "local",
+        description="`local`: worker processes on this machine. `ray`: Ray Serve replicas on a cluster (needs `pip install \"./server[ray]\"`; docs/server-ray.md).",
+    )
+    ray_address: str = Field(
+        "auto", description="Ray cluster to join with `dispatch = \"ray\"`: `auto` (the cluster this node belongs to) or its GCS address `host:port`."
+    )
+    ray_deploy: bool = Field(
+        True,
+        description="Deploy one Ray Serve application per allowed engine at start. False when a KubeRay RayService (`serveConfigV2`) deploys them.",
+    )
+    ray_app_prefix: str = Field(
+        "partcrafter-", min_length=1, max_length=40, description="Name prefix of the Ray Serve applications (`<prefix><engine>`)."
+    )
+    ray_deployments: dict[str, RayDeployment] = Field(
+        default_factory=dict,
+        description="Per-engine replica options (num_gpus, num_cpus, min/max_replicas, max_ongoing_requests, target_ongoing_requests, upscale/downscale_delay_s, health_check_period/timeout_s), over the defaults (`partcrafter`: 1 GPU; others: 1 CPU; 1 to 2 replicas).",
+    )
+    ray_allow_plaintext_transport: bool = Field(
+        False,
+        description="Allow cluster nodes off loopback without Ray's TLS (`RAY_USE_TLS=1`). Off: the server refuses, since per-job data keys travel with the requests.",
+    )
 
     # --- limits ------------------------------------------------------------------
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image upload in bytes.")
@@ -183,6 +241,9 @@ class Settings(BaseSettings):
         else:
             n = gpus or self.cpu_workers
         return n, [i if i < gpus else None for i in range(n)]
+
+    def ray_deployment(self, engine: str) -> RayDeployment:
+        return ray_deployment(engine, self.ray_deployments.get(engine))
 
     def listen_problem(self) -> str | None:
         """Why this configuration must not listen, or None when it may."""

@@ -155,15 +155,43 @@ def child_main(conn: Any, plugins: list[str], gpu_index: int | None) -> None:
 
 
 def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
-    from partcrafter_blender.inference import GenerationParams, GenerationRequest, create_engine, part_name, run_engine
+    from partcrafter_blender.inference import create_engine
+
+    from .blobs import seal_to_file
+
+    made = make_glb(create_engine, run.job_id, run.params, pixels, token, send)
+    if isinstance(made, Failed):
+        return made
+    t0 = time.perf_counter()
+    seal_to_file(Path(run.sink.path), run.sink.blob_id, run.sink.data_key, made.glb)
+    made.timings["seal_seconds"] = round(time.perf_counter() - t0, 4)
+    return Done(run.job_id, made.parts, made.timings, len(made.glb), glb_etag(made.glb))
+
+
+@dataclass(frozen=True)
+class Made:
+    """A job's GLB, in memory and not sealed yet."""
+
+    parts: list[dict[str, Any]]
+    timings: dict[str, float]
+    glb: bytes
+
+
+def glb_etag(glb: bytes) -> str:
+    return hashlib.sha256(glb).hexdigest()[:32]
+
+
+def make_glb(engine_for: Any, job_id: str, params: dict[str, Any], pixels: bytes, token: Any, send: Any) -> Made | Failed:
+    """Run one job up to its GLB. The local worker process and the Ray replicas (`ray_replica`,
+    which keep their engine loaded) share it: `engine_for(name)` gives the engine, `send`
+    receives throttled `Progress` messages."""
+    from partcrafter_blender.inference import GenerationParams, GenerationRequest, part_name, run_engine
     from partcrafter_blender.inference.errors import error_code
     from partcrafter_blender.inference.glb import write_glb
 
-    from .blobs import seal_to_file
     from .engine_messages import unavailable_reason
     from .intake import unpack_pixels
 
-    job_id, params = run.job_id, run.params
     last = [0.0, ""]
 
     def progress(event: Any) -> None:
@@ -177,7 +205,7 @@ def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
         request = GenerationRequest.from_params(
             GenerationParams.from_wire(params), image=rgba, image_name="image", options=params.get("options", {})
         )
-        engine = create_engine(params["engine"])
+        engine = engine_for(params["engine"])
         t0 = time.perf_counter()
         result = run_engine(
             engine,
@@ -204,7 +232,4 @@ def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
         {"index": f.index, "name": part_name(f.index), "status": "failed", "vertices": 0, "faces": 0, "reason": f.reason}
         for f in result.failed_parts
     ]
-    timings = {"engine_seconds": round(t1 - t0, 4), "glb_seconds": round(t2 - t1, 4)}
-    seal_to_file(Path(run.sink.path), run.sink.blob_id, run.sink.data_key, glb)
-    timings["seal_seconds"] = round(time.perf_counter() - t2, 4)
-    return Done(job_id, parts, timings, len(glb), hashlib.sha256(glb).hexdigest()[:32])
+    return Made(parts, {"engine_seconds": round(t1 - t0, 4), "glb_seconds": round(t2 - t1, 4)}, glb)

@@ -198,3 +198,14 @@ def test_weights_precedence_explicit_then_preference_then_environment(conformanc
         engine_factory("partcrafter", "", options), options=options,
     )
     assert outcome.result.engine == "partcrafter" and outcome.result.parts
+
+
+def test_warm_up_loads_the_model_that_the_first_job_then_uses(weights, robot):
+    """A Ray replica calls warm_up once at start, so its first job does not pay for loading."""
+    engine_module.release_cached_pipeline()
+    engine = PartCrafterEngine({"device": "cpu"})
+    engine.warm_up()
+    assert engine_module._cached is not None
+    loaded = engine_module._cached[1]
+    engine.generate(_request(robot, steps=1, seed=1))
+    assert engine_module._cached[1] is loaded

@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from plaintext_scan import scan_disk, scan_logs  # noqa: E402
-from server_test_support import STARTED, Client, ServerProcess, png_bytes  # noqa: E402
+from ray_cluster import RayCluster  # noqa: E402
+from server_test_support import SCANNED_FOLDERS, STARTED, Client, ServerProcess, png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,7 +21,7 @@ def plaintext_scan() -> Iterator[None]:
     scan what they left on disk and in their logs (a failure is a teardown error)."""
     yield
     if STARTED:
-        scan_disk(STARTED)
+        scan_disk(STARTED, SCANNED_FOLDERS)
         scan_logs(STARTED)
 
 
@@ -30,6 +31,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """One real local Ray cluster for the whole session (starting one takes seconds), always stopped."""
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 no plaintext image or mesh bytes on disk, no keys or file names in the logs.
 
 It covers every server process the session started: data folders (database, WAL, blobs,
-key ring), each server's private TMPDIR, and its log.
+key ring), each server's private TMPDIR, and its log; and the Ray cluster's folders when
+the Ray suite ran (session logs, object spill folder, the replicas' TMPDIR).
 """
 
 from __future__ import annotations
@@ -30,16 +31,21 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def scan_disk(servers: Iterable[Any]) -> None:
-    """Each server's `data_dir` and `tmp_dir`, every file in full."""
+def scan_disk(servers: Iterable[Any], extra_folders: Iterable[Path] = ()) -> None:
+    """Each server's `data_dir` and `tmp_dir`, and `extra_folders` (a Ray cluster's), every file in full."""
     scanned = 0
-    for srv in servers:
-        for path in _files(srv.data_dir) + _files(srv.tmp_dir):
+    folders = [d for srv in servers for d in (srv.data_dir, srv.tmp_dir)] + list(extra_folders)
+    for path in (p for folder in folders for p in _files(folder)):  # listed folder by folder, read at once
+        try:
             data = path.read_bytes()
-            scanned += len(data)
-            for what, pattern in PLAINTEXT.items():
-                assert not pattern.search(data), f"plaintext {what} found in {path}"
-            assert UPLOAD_NAME.encode() not in data, f"the upload's file name was stored in {path}"
+        except FileNotFoundError:  # removed since the listing (SQLite's -shm when a connection closes): holds nothing
+            continue
+        scanned += len(data)
+        for what, pattern in PLAINTEXT.items():
+            assert not pattern.search(data), f"plaintext {what} found in {path}"
+        assert UPLOAD_NAME.encode() not in data, f"the upload's file name was stored in {path}"
+        for key in ISSUED_KEYS:
+            assert key.split("_", 2)[2].encode() not in data, f"an API key was written to {path}"
     assert scanned > 0, "the servers of this session left no files to scan"
 
 

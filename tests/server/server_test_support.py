@@ -47,6 +47,7 @@ def free_port() -> int:
 
 STARTED: list["ServerProcess"] = []  # every server of the session; the final scan covers them all
 ISSUED_KEYS: list[str] = []  # every API key handed out; the log scan looks for them
+SCANNED_FOLDERS: list[Path] = []  # other folders the final scan covers (a Ray cluster's temp, spill and TMPDIR)
 UPLOAD_NAME = "secret-holiday-photo.png"  # the client's file name; must never be logged or stored
 
 

@@ -47,3 +47,16 @@ def test_scan_fails_on_a_planted_image_or_file_name(tmp_path: Path) -> None:
     server.log_path.write_text(f"saved {UPLOAD_NAME}\n")
     with pytest.raises(AssertionError):
         scan_logs([server])
+
+
+def test_scan_covers_a_ray_clusters_folders(tmp_path: Path) -> None:
+    """The Ray suite registers the cluster's temp, spill and TMPDIR folders: plaintext there fails too."""
+    data, tmp, spill = tmp_path / "data", tmp_path / "tmp", tmp_path / "ray" / "spill"
+    for folder in (data, tmp, spill):
+        folder.mkdir(parents=True)
+    server = SimpleNamespace(data_dir=data, tmp_dir=tmp, log_path=tmp_path / "server.log")
+    (data / "sealed.bin").write_bytes(b"ciphertext only")
+    scan_disk([server], [spill])
+    (spill / "ray_spilled_object").write_bytes(b"header" + write_glb([box(0)]))
+    with pytest.raises(AssertionError, match="plaintext GLB found in .*ray_spilled_object"):
+        scan_disk([server], [spill])

@@ -110,3 +110,14 @@ def test_lapsed_lease_is_retried_then_failed(tmp_path: Path) -> None:
     ctx.sweeper.sweep()
     failed = ctx.db.job(job.id)
     assert failed.status == "failed" and failed.error_code == "worker_crashed" and failed.input_blob is None
+
+
+def test_lease_next_by_engine_takes_the_oldest_job_of_that_engine(tmp_path: Path) -> None:
+    """The Ray dispatcher's feeders lease per engine: a slow engine's queue never blocks another's."""
+    ctx = _context(tmp_path, FixedClock(1_700_000_000.0))
+    params = {"num_parts": 1, "seed": 0, "steps": 1, "guidance": 1.0, "quality": "draft"}
+    first = ctx.service.submit("owner", png_bytes(), {**params, "engine": "partcrafter"}, "2025-01-13")
+    second = ctx.service.submit("owner", png_bytes(), {**params, "engine": "relief"}, "2025-01-13")
+    assert ctx.service.lease_next("w", "relief").id == second.id
+    assert ctx.service.lease_next("w", "relief") is None
+    assert ctx.service.lease_next("w").id == first.id  # no engine: the oldest of all, as before

@@ -38,3 +38,22 @@ def test_every_setting_is_described_and_documented() -> None:
         assert f"`{row['env']}`" in doc, (
             f"{row['name']} is missing from docs/server.md (regenerate with `partcrafter-server settings`)"
         )
+
+
+def test_dispatch_and_ray_deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().dispatch == "local"  # as before: Ray only when asked for
+    with pytest.raises(ValueError):
+        Settings(dispatch="kubernetes")
+    toml = tmp_path / "server.toml"
+    toml.write_text('dispatch = "ray"\n[ray_deployments.partcrafter]\nmax_replicas = 8\n[ray_deployments.relief]\nnum_cpus = 2\n')
+    monkeypatch.setenv("PARTCRAFTER_SERVER_CONFIG", str(toml))
+    s = Settings()
+    pc, relief, other = s.ray_deployment("partcrafter"), s.ray_deployment("relief"), s.ray_deployment("plugin_engine")
+    assert (pc.num_gpus, pc.max_replicas, pc.min_replicas) == (1.0, 8, 1)  # the GPU default survives an override
+    assert (relief.num_gpus, relief.num_cpus) == (0.0, 2.0) and other.num_cpus == 1.0
+    monkeypatch.setenv("PARTCRAFTER_SERVER_RAY_DEPLOYMENTS", '{"relief": {"min_replicas": 3, "max_replicas": 2}}')
+    with pytest.raises(ValueError, match="min_replicas cannot exceed max_replicas"):
+        Settings()
+    monkeypatch.setenv("PARTCRAFTER_SERVER_RAY_DEPLOYMENTS", '{"relief": {"gpus": 1}}')
+    with pytest.raises(ValueError):
+        Settings()  # a misspelt option is refused, not ignored

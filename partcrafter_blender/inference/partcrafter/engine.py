@@ -159,6 +159,11 @@ class PartCrafterEngine:
         report = verify_weights_folder(folder)
         return Availability(report.ok, "" if report.ok else report.message(), setting="" if report.ok else "weights_path")
 
+    def warm_up(self) -> None:
+        """Load the network now, with the options of a request that sets none (a server replica, once at start)."""
+        settings = self.settings()
+        _load_pipeline(str(settings["weights_path"]), str(settings["device"]), str(settings["dtype"]), str(settings["offload"]))
+
     def generate(
         self,
         request: GenerationRequest,
