@@ -106,12 +106,17 @@ def _events(client: Client, job_id: str) -> list[str]:
 
 def test_relief_jobs_spread_across_both_replicas(ray_server: ServerProcess, client: Client) -> None:
     image = (IMAGES / sorted(p.name for p in IMAGES.glob("np3_*"))[0]).read_bytes()
-    ids = [client.submit(image, {"num_parts": 3}).json()["id"] for _ in range(6)]
-    finals = [client.wait(i, timeout=180) for i in ids]
-    assert [f["status"] for f in finals] == ["succeeded"] * 6, finals
+    # On a loaded machine the second replica can still be starting when the first jobs arrive, so
+    # batches of six go in until both replicas have taken jobs (at most four batches).
+    for _ in range(4):
+        ids = [client.submit(image, {"num_parts": 3}).json()["id"] for _ in range(6)]
+        finals = [client.wait(i, timeout=180) for i in ids]
+        assert [f["status"] for f in finals] == ["succeeded"] * 6, finals
+        replicas = {replica for replica, _ in _placements(ray_server, "relief")}
+        if len(replicas) == 2:
+            break
     glb = client.http.get(f"/v1/jobs/{ids[0]}/result").content
     assert glb[:4] == b"glTF" and len(finals[0]["parts"]) >= 1
-    replicas = {replica for replica, _ in _placements(ray_server, "relief")}
     assert len(replicas) == 2, f"all relief jobs ran on {replicas}"
 
 
