@@ -9,14 +9,17 @@ from . import (
     _job_mixin,
     cancel,
     check_local_engine,
+    explode,
     generate,
     import_parts,
+    parts,
+    regenerate,
     server_consent,
     server_data,
     server_jobs,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, explode, parts, regenerate)
 
 _registered: list[type] = []
 

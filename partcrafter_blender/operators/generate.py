@@ -17,6 +17,7 @@ from ..server_backend import AfterImport, engine_for, server_poll_problem, uses_
 from ..ui.settings import AUTO_TOGGLES
 from ._job_mixin import JobOperatorMixin, job_state
 from ._select import select_result
+from .regenerate import keep_regeneration_state, record_regeneration_state
 
 
 @with_param_properties()  # num_parts, seed, steps, ... (inference/params.py); 0 parts is Auto
@@ -95,6 +96,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         image = self._image_input()
         params = self.params()
         options = engine_options(prefs)
+        keep_regeneration_state(context, options)
         make_engine, self._after_import = engine_for(self, context, self.engine or prefs.engine, options)
         return lambda progress, cancel: run_generation(image, params, make_engine, progress, cancel, options)
 
@@ -135,6 +137,8 @@ def import_outcome(
         location=location,
         parent_collection=context.scene.collection,
     )
+    root = next(o for o in collection.objects if o.parent is None)
+    record_regeneration_state(root, outcome.result.metadata)
     select_result(context, collection)
     return collection
 

@@ -20,6 +20,8 @@ from .scheduler import RectifiedFlowScheduler
 # trace(step_index, tensors): tensors holds timestep, latents_in, noise_pred_raw,
 # noise_pred_guided and latents_out for that step (for conformance checks and debugging).
 StepTrace = Callable[[int, dict[str, torch.Tensor]], None]
+# constrain(latents, sigma) -> latents: fixes some rows to where the flow must be at sigma.
+Constrain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def initial_noise(num_parts: int, num_tokens: int, channels: int, seed: int) -> torch.Tensor:
@@ -46,11 +48,13 @@ def denoise(
     should_stop: Callable[[], bool] | None = None,
     cancel: CancelToken | None = None,
     trace: StepTrace | None = None,
+    constrain: Constrain | None = None,
 ) -> torch.Tensor:
     """image_embeds [N, L, D] (one row per part) -> final latents [N, num_tokens, C], float32.
 
     `progress(done, total)` is called after every step; `should_stop()` / `cancel` are checked
-    before every step and raise Cancelled.
+    before every step and raise Cancelled. `constrain(latents, sigma)`, when given, may set
+    rows of the latents before every step and after the last one (inpainting, see inpaint.py).
     """
     device = image_embeds.device
     dtype = transformer.proj_in.weight.dtype
@@ -67,6 +71,8 @@ def denoise(
     for i, t in enumerate(scheduler.timesteps):
         if _stop_requested(should_stop, cancel):
             raise Cancelled()
+        if constrain is not None:
+            latents = constrain(latents, scheduler.sigmas[i])
         model_in = torch.cat([latents, latents]) if guided else latents
         raw = transformer(model_in.to(dtype), t, None, num_parts=n, condition=condition).float()
         if guided:
@@ -81,4 +87,6 @@ def denoise(
         latents = latents_out
         if progress is not None:
             progress(i + 1, total)
+    if constrain is not None:
+        latents = constrain(latents, scheduler.sigmas[-1])
     return latents

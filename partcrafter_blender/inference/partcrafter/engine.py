@@ -19,6 +19,13 @@ then environment variables:
     fast_decode         -                     false (default: the official geometry) | true: an
                                               approximate coarse-to-fine decode, about 4x fewer
                                               decoder FLOPs (docs/partcrafter-engine.md, "Fast decode")
+    state_dir           -                     keep what regenerating parts needs in a sidecar file
+                                              there (inference/partstate.py); metadata names it
+    regenerate_from,
+    regenerate_sha256,
+    regenerate_parts    -                     regenerate the parts (0-based indices) of the result
+                                              whose sidecar this is, with the request's seed
+                                              (inpaint.py); only those parts are returned
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from ..contract import Availability, CancelToken, GenerationRequest, GenerationR
 from ..contract import ProgressEvent
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
 from ..foreground import require_foreground
+from ..partstate import RegenerationDataError, load_state, save_state
 from .weights import verify_weights_folder
 
 ENGINE_VERSION = "partcrafter-cleanroom-1"
@@ -180,19 +188,25 @@ class PartCrafterEngine:
         try:
             pipe = _load_pipeline(str(settings["weights_path"]), str(settings["device"]), str(settings["dtype"]),
                                   str(settings["offload"]))
-            output = pipe(
-                request.image,
-                num_parts,
-                seed=request.seed,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
-                num_tokens=num_tokens,
-                geometry=GeometrySettings(dense_depth=dense, hierarchical_depth=hierarchical, coarse_levels=coarse,
-                                          topk_first_chunk=not fast_decode, **limit),
-                progress=progress,
-                cancel=cancel,
-            )
-        except (Cancelled, EngineUnavailable, InputImageError, EngineFailed):
+            geometry = GeometrySettings(dense_depth=dense, hierarchical_depth=hierarchical, coarse_levels=coarse,
+                                        topk_first_chunk=not fast_decode, **limit)
+            if settings.get("regenerate_from"):
+                indices, output = _regenerate(pipe, request, settings, geometry, progress, cancel)
+                num_parts, num_tokens = output.latents.shape[:2]
+            else:
+                output = pipe(
+                    request.image,
+                    num_parts,
+                    seed=request.seed,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance,
+                    num_tokens=num_tokens,
+                    geometry=geometry,
+                    progress=progress,
+                    cancel=cancel,
+                )
+                indices = list(range(num_parts))
+        except (Cancelled, EngineUnavailable, InputImageError, EngineFailed, RegenerationDataError):
             raise
         except torch.cuda.OutOfMemoryError as exc:
             release_cached_pipeline()
@@ -204,7 +218,7 @@ class PartCrafterEngine:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
         parts: list[PartMesh] = []
-        for index, mesh in enumerate(output.meshes):
+        for index, mesh in zip(indices, output.meshes, strict=True):
             if mesh is None:
                 continue
             # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
@@ -229,7 +243,15 @@ class PartCrafterEngine:
             "peak_gpu_bytes": output.peak_gpu_bytes,
             "peak_rss_bytes": output.peak_rss_bytes,
         }
-        if request.num_parts is None:
+        if settings.get("regenerate_from"):
+            metadata["regenerated_parts"] = indices
+        if settings.get("state_dir"):
+            metadata["state_file"], metadata["state_sha256"] = save_state(
+                settings["state_dir"],
+                {"latents": output.latents.numpy(), "image_embeds": output.image_embeds[:1].numpy(), "image": request.image},
+                {"engine": self.name, "engine_version": ENGINE_VERSION, "num_parts": num_parts},
+            )
+        if request.num_parts is None and not settings.get("regenerate_from"):
             metadata["auto_parts_note"] = (
                 f"PartCrafter needs an explicit part count; Auto used {AUTO_NUM_PARTS}. Choose a count for other splits."
             )
@@ -245,3 +267,25 @@ class PartCrafterEngine:
             failed_parts=list(output.failures),
             metadata=metadata,
         )
+
+
+def _regenerate(pipe: Any, request: GenerationRequest, settings: dict[str, Any], geometry: Any,
+                progress: ProgressCallback | None, cancel: CancelToken | None) -> tuple[list[int], Any]:
+    """The stored result's parts `regenerate_parts` made afresh with the request's seed."""
+    import torch
+
+    from .inpaint import check_indices, regenerate_parts
+
+    arrays, meta = load_state(str(settings["regenerate_from"]), str(settings.get("regenerate_sha256", "")))
+    if meta.get("engine") != PartCrafterEngine.name or "latents" not in arrays:
+        raise RegenerationDataError("This regeneration data was not made by the PartCrafter engine.")
+    raw = settings.get("regenerate_parts", [])
+    wanted = [int(x) for x in (raw.split(",") if isinstance(raw, str) else raw)]
+    latents = torch.from_numpy(arrays["latents"])
+    indices = check_indices(wanted, latents.shape[0])
+    output = regenerate_parts(
+        pipe, torch.from_numpy(arrays["image_embeds"]), latents, indices, seed=request.seed,
+        num_inference_steps=request.steps, guidance_scale=request.guidance, geometry=geometry,
+        progress=progress, cancel=cancel,
+    )
+    return indices, output
