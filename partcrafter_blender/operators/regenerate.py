@@ -45,9 +45,6 @@ def selection_problem(context: bpy.types.Context) -> str:
     if str(root.get(PROP_PREFIX + "backend", "")) == "server" or uses_server(context):
         return ("Regenerating parts is not available with the server backend: it would upload the image again. "
                 "Use the local engine.")
-    engine = str(root.get(PROP_PREFIX + "engine", ""))
-    if engine not in REGENERATING_ENGINES:
-        return f"Results of the '{engine}' engine cannot regenerate single parts; generate again instead."
     parts = result_parts(root)
     chosen = [o for o in context.selected_objects if o in parts]
     if not chosen:
@@ -56,6 +53,9 @@ def selection_problem(context: bpy.types.Context) -> str:
         problem = part_problem(obj, parts)
         if problem:
             return f"{problem} It cannot be regenerated."
+    engine = str(root.get(PROP_PREFIX + "engine", ""))
+    if engine not in REGENERATING_ENGINES:
+        return f"Results of the '{engine}' engine cannot regenerate single parts; generate again instead."
     return ""
 
 

@@ -39,6 +39,16 @@ def failed_parts(root: bpy.types.Object) -> list[tuple[int, str]]:
     return sorted((int(k), str(v)) for k, v in reasons.items())
 
 
+def list_filter(root: bpy.types.Object | None, objects: Any, flag: int) -> tuple[list[int], list[int]]:
+    """The UIList's filter: `flag` for the parts of `root` among `objects`, and their order (by part number)."""
+    flags = [flag if (o.type == "MESH" and INDEX in o and result_root(o) == root) else 0 for o in objects]
+    order = sorted(range(len(objects)), key=lambda i: (int(objects[i].get(INDEX, 1 << 30)), objects[i].name))
+    positions = [0] * len(objects)
+    for position, i in enumerate(order):
+        positions[i] = position
+    return flags, positions
+
+
 class PARTCRAFTER_UL_parts(bpy.types.UIList):
     def draw_item(self, context: bpy.types.Context, layout: bpy.types.UILayout, data: Any, item: Any,
                   icon: int, active_data: Any, active_propname: str, index: int = 0, flt_flag: int = 0) -> None:
@@ -53,15 +63,7 @@ class PARTCRAFTER_UL_parts(bpy.types.UIList):
         row.operator("partcrafter.part_isolate", text="", icon="VIEWZOOM", emboss=False).name = obj.name
 
     def filter_items(self, context: bpy.types.Context, data: Any, propname: str) -> tuple[list[int], list[int]]:
-        objects = getattr(data, propname)
-        root = active_result(context)
-        flags = [self.bitflag_filter_item if (o.type == "MESH" and INDEX in o and result_root(o) == root) else 0
-                 for o in objects]
-        order = sorted(range(len(objects)), key=lambda i: (int(objects[i].get(INDEX, 1 << 30)), objects[i].name))
-        new_order = [0] * len(objects)
-        for position, i in enumerate(order):
-            new_order[i] = position
-        return flags, new_order
+        return list_filter(active_result(context), getattr(data, propname), self.bitflag_filter_item)
 
 
 class PARTCRAFTER_PT_parts(bpy.types.Panel):

@@ -13,6 +13,7 @@ from partcrafter_blender.inference import (
     Availability,
     CancelToken,
     EngineFailed,
+    FailedPart,
     GenerationRequest,
     GenerationResult,
     PartMesh,
@@ -117,6 +118,19 @@ class BrokenMeshEngine(FixedEngine):
         return self.result(request, parts)
 
 
+class PartlyFailingEngine(FixedEngine):
+    """`num_parts` - 1 boxes; the last part fails, with a reason (as PartCrafter's decoder reports it)."""
+
+    name = "partly_failing"
+
+    def generate(
+        self, request: GenerationRequest, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> GenerationResult:
+        n = request.num_parts or 3
+        failed = [FailedPart(index=n - 1, reason="no surface found at this resolution")]
+        return self.result(request, [box_part(i) for i in range(n - 1)], failed)
+
+
 class UnavailableEngine(FixedEngine):
     name = "unavailable"
 
@@ -124,7 +138,9 @@ class UnavailableEngine(FixedEngine):
         return Availability(False, "The test engine needs hardware this machine does not have.")
 
 
-ENGINES = (FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, UnavailableEngine)
+ENGINES = (
+    FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, PartlyFailingEngine, UnavailableEngine
+)
 
 
 def register_all() -> None:
