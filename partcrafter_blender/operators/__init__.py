@@ -10,6 +10,7 @@ from . import (
     cancel,
     check_local_engine,
     explode,
+    export_glb,
     generate,
     import_parts,
     parts,
@@ -19,7 +20,7 @@ from . import (
     server_jobs,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, explode, parts, regenerate)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, explode, parts, regenerate, export_glb)
 
 _registered: list[type] = []
 

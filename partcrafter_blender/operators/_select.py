@@ -9,6 +9,9 @@ def select_result(context: bpy.types.Context, collection: bpy.types.Collection) 
     view_layer = context.view_layer
     if view_layer is None:
         return
+    # Objects linked during an operator reach the view layer's bases only when it is next
+    # synced; without this the new result was left unselected and without an active object.
+    view_layer.update()
     for obj in view_layer.objects.selected:
         obj.select_set(False)
     root = None

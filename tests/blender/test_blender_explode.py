@@ -136,3 +136,29 @@ def test_no_two_parts_coincide(bpy_addon):
     assert min((a - b).length for i, a in enumerate(ends) for b in ends[i + 1 :]) > 0.1
     # Parts in front of or behind the centre also move sideways, so the view from the front changes.
     assert all(abs(o.x) + abs(o.z) > 0.1 for o in offsets[3:])
+
+
+def test_glb_export_holds_what_the_user_sees(scene, demo_image, tmp_path):
+    import bpy
+
+    from partcrafter_blender.inference.glb import read_glb_file
+
+    import blender_fixture_engines as engines
+
+    root, parts = _result(bpy, demo_image, parts=3)
+    path = tmp_path / "as_generated.glb"
+    assert bpy.ops.partcrafter.export_glb(filepath=str(path)) == {"FINISHED"}
+    exported = read_glb_file(path)
+    assert [p.name for p in exported] == [o.name for o in parts]
+    for i, part in enumerate(exported):  # at factor 0, unchanged: the engine's own vertices
+        np.testing.assert_allclose(part.vertices, engines.box_part(i).vertices, atol=1e-5)
+    _explode(bpy, root, 1.0)
+    bpy.context.view_layer.update()
+    moved = tmp_path / "exploded.glb"
+    assert bpy.ops.partcrafter.export_glb(filepath=str(moved)) == {"FINISHED"}
+    scale = float(root["partcrafter_import_scale"])
+    for obj, before, after in zip(parts, exported, read_glb_file(moved)):
+        shift = after.vertices - before.vertices  # one rigid move per part: its explode offset, Y-up
+        offset = np.array(obj.delta_location) / scale
+        np.testing.assert_allclose(shift, np.broadcast_to([offset[0], offset[2], -offset[1]], shift.shape), atol=1e-5)
+        assert np.linalg.norm(offset) > 0.1

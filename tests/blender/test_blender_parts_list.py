@@ -32,6 +32,9 @@ def test_lists_parts_with_triangles_and_renames_object_and_mesh(scene, demo_imag
     from partcrafter_blender.scene.result import triangle_count
 
     root, parts = _result(bpy, demo_image)
+    # The new result is the selection with its parent empty active, so the Parts panel shows it at once.
+    assert bpy.context.view_layer.objects.active == root
+    assert set(bpy.context.selected_objects) == {root, *parts}
     assert _listed(bpy, root) == [o.name for o in parts]
     assert [triangle_count(o.data) for o in parts] == [12, 12, 12]
     parts[1].partcrafter_part_label = "Backrest"

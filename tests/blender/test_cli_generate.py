@@ -11,6 +11,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from partcrafter_blender.inference.glb import read_glb_extras, read_glb_file
@@ -192,3 +193,20 @@ def test_non_blender_modules_import_without_bpy(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_explode_reaches_the_blend_and_the_glb(tmp_path):
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--engine", "fixed", "--explode", "1", "--out", "e.blend",
+        "--glb", "e.glb", cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    flat = cli("generate", str(DEMO), "--parts", "3", "--engine", "fixed", "--glb", "f.glb", cwd=tmp_path,
+               test_engines=True)
+    assert flat.returncode == 0, flat.stderr
+    exploded, generated = read_glb_file(tmp_path / "e.glb"), read_glb_file(tmp_path / "f.glb")
+    centres = [p.vertices.mean(axis=0) for p in exploded]
+    assert all(np.linalg.norm(p.vertices.mean(axis=0) - q.vertices.mean(axis=0)) > 0.1 for p, q in zip(exploded, generated))
+    assert len({tuple(np.round(c, 3)) for c in centres}) == 3
+    bad = cli("generate", str(DEMO), "--engine", "fixed", "--explode", "-1", cwd=tmp_path, test_engines=True)
+    assert_clean_failure(bad, 2, "--explode must be 0 or more, got -1.0")
