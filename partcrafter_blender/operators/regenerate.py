@@ -1,9 +1,10 @@
 """Regenerate Selected Parts: new geometry for the selected parts of one result, with a
 new seed; every other part is left exactly as it is.
 
-PartCrafter results keep their final latents and image condition in a sidecar file
-(inference/partstate.py) named on the result's parent empty; the engine re-samples only
-the selected parts' latents, conditioned on the kept ones (inference/partcrafter/inpaint.py).
+Results keep what this needs in a sidecar file (inference/partstate.py) named on the
+result's parent empty. PartCrafter re-samples only the selected parts' latents,
+conditioned on the kept ones (inference/partcrafter/inpaint.py); relief re-segments the
+region the selected parts cover with the new seed (inference/relief/regenerate.py).
 One undo step; a failing regeneration changes nothing.
 """
 
@@ -16,7 +17,7 @@ import bpy
 
 from ..generation import GenerationOutcome, ImageInput, engine_factory, run_generation
 from ..inference import GenerationParams, PartCrafterError
-from ..inference.params import MAX_SEED, param_specs
+from ..inference.params import MAX_SEED, InvalidParameter, check_param, param_specs
 from ..inference.partstate import erase_states, load_state
 from ..param_props import param_property
 from ..preferences import engine_options, get_preferences, user_directory
@@ -30,7 +31,7 @@ STATE_FILE = PROP_PREFIX + "state_file"
 STATE_SHA256 = PROP_PREFIX + "state_sha256"
 REGENERATION_FOLDER = "regeneration"  # in the extension's user folder
 # Engines that can regenerate some parts of their own results.
-REGENERATING_ENGINES = ("partcrafter",)
+REGENERATING_ENGINES = ("partcrafter", "relief")
 
 
 def regeneration_dir() -> str:
@@ -71,6 +72,11 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
     seed: param_property("seed", param_specs()["seed"], description="Seed for the new parts; a random one when not set",
                          options={"SKIP_SAVE"})
 
+    num_parts: bpy.props.IntProperty(
+        name="Parts", description="Relief: how many parts the selected parts' region becomes (0: as many as are selected)",
+        min=0, max=16, options={"SKIP_SAVE"},
+    )
+
     _root_name: str = ""
     _targets: dict[int, str] = {}
 
@@ -105,7 +111,7 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
             "regenerate_parts": sorted(self._targets),
             "state_dir": regeneration_dir(),
         }
-        params = GenerationParams.from_wire({**_recorded_params(root), "seed": self.seed})
+        params = GenerationParams.from_wire({**_recorded_params(root), "seed": self.seed, "num_parts": self.num_parts or None})
         image = ImageInput(name=root.name, rgba=arrays["image"])
         engine = str(root[PROP_PREFIX + "engine"])
         make_engine = engine_factory(engine, bpy.path.abspath(prefs.python_executable), options)
@@ -121,22 +127,28 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
             failed = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
             raise PartCrafterError(f"Regeneration failed, nothing was replaced ({failed}).")
         indices = [int(i) for i in result.metadata.get("regenerated_parts", ())]
-        replace_parts(root, targets, dict(zip(indices, result.parts, strict=True)), outcome.params.seed)
+        changed = replace_parts(root, targets, dict(zip(indices, result.parts, strict=True)), outcome.params.seed)
         record_regeneration_state(root, result.metadata)
-        names = ", ".join(targets[i].name for i in sorted(targets))
+        names = ", ".join(obj.name for obj in changed)
         summary = f"Regenerated {names} with seed {outcome.params.seed} in {outcome.seconds:.1f} s"
         job_state(context).last_result = summary
         self.report({"INFO"}, summary)
 
 
 def _recorded_params(root: bpy.types.Object) -> dict[str, Any]:
-    """The generation parameters recorded on the result (provenance names), by field name."""
+    """The generation parameters recorded on the result (provenance names), by field name.
+    A value the engine reported instead (relief records 0 steps) is left to its default."""
     values = {}
     for name, spec in param_specs().items():
         key = PROP_PREFIX + (spec.provenance or name)
         if key in root:
             value = root[key]
-            values[name] = None if spec.none_means and value == 0 else value
+            value = None if spec.none_means and value == 0 else value
+            try:
+                check_param(name, spec, value)
+            except InvalidParameter:
+                continue
+            values[name] = value
     return values
 
 

@@ -76,7 +76,7 @@ def build_parts(
             name = f"{base}.part_{i + 1:02d}"
             mesh = new_part_mesh(name, verts, checked.faces)
             created.append(mesh)
-            material = _material(name, colors[i])
+            material = part_material(name, colors[i])
             created.append(material)
             mesh.materials.append(material)
             obj = bpy.data.objects.new(name, mesh)
@@ -246,7 +246,7 @@ def _part_colors(parts: Sequence[PartMesh]) -> list[tuple[float, float, float, f
     return out
 
 
-def _material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.Material:
+def part_material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.Material:
     linear = (*(float(x) for x in srgb_to_linear(srgb[:3])), srgb[3] if len(srgb) > 3 else 1.0)
     material = bpy.data.materials.new(name)
     material.diffuse_color = linear

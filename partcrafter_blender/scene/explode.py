@@ -27,9 +27,12 @@ _VIEW_AXIS = Vector((0.0, 1.0, 0.0))
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
-def rig_explode(root: bpy.types.Object, parts: Sequence[bpy.types.Object]) -> None:
+def rig_explode(
+    root: bpy.types.Object, parts: Sequence[bpy.types.Object], only: Sequence[bpy.types.Object] | None = None
+) -> None:
     """Give `root` its Explode factor (kept if it has one) and drive every part in `parts`
-    from it, with directions worked out from where the parts are now at factor 0."""
+    (or in `only`, a subset) from it, with directions worked out from where all `parts`
+    are now at factor 0."""
     if EXPLODE_PROP not in root:
         root[EXPLODE_PROP] = 0.0
         root.id_properties_ui(EXPLODE_PROP).update(
@@ -38,7 +41,8 @@ def rig_explode(root: bpy.types.Object, parts: Sequence[bpy.types.Object]) -> No
         )
     offsets = explode_offsets([_rest_bounds(obj) for obj in parts])
     for obj, offset in zip(parts, offsets, strict=True):
-        _drive(obj, root, offset)
+        if only is None or obj in only:
+            _drive(obj, root, offset)
 
 
 def explode_offsets(bounds: Sequence[tuple[Vector, Vector]]) -> list[Vector]:

@@ -161,3 +161,26 @@ def test_unsupported_results_say_why(scene, demo_image, neural):
     _select(bpy, [root])
     with pytest.raises(RuntimeError, match="Select one or more parts"):
         bpy.ops.partcrafter.regenerate()
+
+
+def test_relief_resegments_the_selected_region(scene, demo_image, neural):
+    import bpy
+
+    from partcrafter_blender.scene.result import result_parts
+
+    neural.engine = "relief"
+    assert generate(bpy, demo_image, engine="relief", num_parts=3) == {"FINISHED"}
+    root = bpy.data.objects[demo_image.stem]
+    parts = result_parts(root)
+    kept = _snapshot(parts[1:])
+    _select(bpy, [parts[0]])
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.partcrafter.regenerate("EXEC_DEFAULT", True, seed=3, num_parts=2) == {"FINISHED"}
+    parts = result_parts(root)
+    assert len(parts) == 4 and _snapshot(parts[1:3]) == kept  # the others bit for bit
+    split, added = parts[0], parts[3]
+    assert added.name == f"{demo_image.stem}.part_04" and added.parent == root and added["partcrafter_part_index"] == 3
+    assert len(added.animation_data.drivers) == 3  # explodes like the others
+    assert {split.name, added.name} <= {o.name for o in bpy.data.collections[demo_image.stem].objects}
+    bpy.ops.ed.undo()
+    assert len(result_parts(bpy.data.objects[demo_image.stem])) == 3
