@@ -20,8 +20,8 @@ def table():
     return load_image(path)
 
 
-def _request(image, seed, **options):
-    return GenerationRequest(image=image.rgba, num_parts=5, seed=seed, quality="draft", options=options)
+def _request(image, seed, num_parts=5, **options):
+    return GenerationRequest(image=image.rgba, num_parts=num_parts, seed=seed, quality="draft", options=options)
 
 
 def test_regenerated_region_is_split_again_and_the_rest_kept(table, tmp_path):
@@ -32,7 +32,7 @@ def test_regenerated_region_is_split_again_and_the_rest_kept(table, tmp_path):
     chosen = [0, 2]
     splits = []
     for seed in (1, 2, 3):
-        again = engine.generate(_request(table, seed, state_dir=str(tmp_path), regenerate_from=state[0],
+        again = engine.generate(_request(table, seed, None, state_dir=str(tmp_path), regenerate_from=state[0],
                                          regenerate_sha256=state[1], regenerate_parts=chosen))
         assert [p.name for p in again.parts] == ["part_01", "part_03"] and again.metadata["regenerated_parts"] == chosen
         new = load_state(again.metadata["state_file"], again.metadata["state_sha256"])[0]["labels"]
@@ -41,6 +41,12 @@ def test_regenerated_region_is_split_again_and_the_rest_kept(table, tmp_path):
         assert set(np.unique(new[~kept])) == set(chosen)  # the region, split into the selected parts again
         splits.append(new[~kept].tobytes())
     assert len(set(splits)) > 1, "new seeds give new splits"
+    more = engine.generate(_request(table, 4, 3, regenerate_from=state[0], regenerate_sha256=state[1],
+                                    regenerate_parts=chosen))
+    assert [p.name for p in more.parts] == ["part_01", "part_03", "part_06"]  # a new count adds part 6
+    with pytest.raises(InputImageError, match="2 or more parts, not 1"):
+        engine.generate(_request(table, 4, 1, regenerate_from=state[0], regenerate_sha256=state[1],
+                                 regenerate_parts=chosen))
 
 
 def test_wrong_image_or_part_is_refused(table, tmp_path):
