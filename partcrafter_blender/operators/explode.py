@@ -6,6 +6,7 @@ import bpy
 
 from ..scene.explode import EXPLODE_PROP, rig_explode, set_explode
 from ..scene.result import active_result, result_parts
+from ._select import poll_active_result
 
 
 class PARTCRAFTER_OT_explode(bpy.types.Operator):
@@ -26,10 +27,7 @@ class PARTCRAFTER_OT_explode(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if active_result(context) is None:
-            cls.poll_message_set("Select a PartCrafter result (its parent empty or one of its parts).")
-            return False
-        return True
+        return poll_active_result(cls, context)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         root = active_result(context)

@@ -12,6 +12,7 @@ from ..inference.glb import write_glb
 from ..scene.build import PROP_PREFIX
 from ..scene.export import visible_parts
 from ..scene.result import active_result
+from ._select import poll_active_result
 
 
 class PARTCRAFTER_OT_export_glb(bpy.types.Operator, ExportHelper):
@@ -25,10 +26,7 @@ class PARTCRAFTER_OT_export_glb(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if active_result(context) is None:
-            cls.poll_message_set("Select a PartCrafter result (its parent empty or one of its parts).")
-            return False
-        return True
+        return poll_active_result(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         root = active_result(context)
