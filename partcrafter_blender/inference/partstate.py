@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PartCrafterError
+from .errors import EngineFailed
 
 SUFFIX = ".npz"
 _META = "meta"  # the JSON record, as bytes in a uint8 array
 STATE_VERSION = 1
 
 
-class RegenerationDataError(PartCrafterError):
+class RegenerationDataError(EngineFailed):
     """The sidecar a regeneration needs is missing, changed or unreadable."""
 
 
