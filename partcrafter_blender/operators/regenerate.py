@@ -90,6 +90,12 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
             return False
         return True
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        root = active_result(context)
+        if root is not None and str(root.get(PROP_PREFIX + "engine", "")) == "relief":
+            return context.window_manager.invoke_props_dialog(self)  # relief can also take a new part count
+        return self.execute(context)
+
     def job_prepare(self, context: bpy.types.Context) -> Callable[..., GenerationOutcome]:
         problem = selection_problem(context)
         if problem:

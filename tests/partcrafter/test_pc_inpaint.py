@@ -41,22 +41,18 @@ def _same_mesh(a, b) -> bool:
     return np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
 
 
-def test_kept_parts_identical_regenerated_ones_new(pipe, original):
+def test_kept_parts_identical_regenerated_ones_new(pipe, original, monkeypatch):
+    import partcrafter_blender.inference.partcrafter.inpaint as inpaint
+
     decoded = []
-    pipe_vae_decode = extract_part_meshes
 
     def counting(vae, latents, **kwargs):
         decoded.append(latents.shape[0])
-        return pipe_vae_decode(vae, latents, **kwargs)
+        return extract_part_meshes(vae, latents, **kwargs)
 
-    import partcrafter_blender.inference.partcrafter.inpaint as inpaint
-
-    inpaint.extract_part_meshes, saved = counting, inpaint.extract_part_meshes
-    try:
-        out = regenerate_parts(pipe, original.image_embeds[:1], original.latents, [2], seed=99,
-                               num_inference_steps=4, guidance_scale=7.0, geometry=GEOMETRY)
-    finally:
-        inpaint.extract_part_meshes = saved
+    monkeypatch.setattr(inpaint, "extract_part_meshes", counting)
+    out = regenerate_parts(pipe, original.image_embeds[:1], original.latents, [2], seed=99,
+                           num_inference_steps=4, guidance_scale=7.0, geometry=GEOMETRY)
     assert decoded == [1], "only the regenerated part is decoded"
     assert out.latents.shape == original.latents.shape  # the part count stays the same
     for kept in (0, 1, 3):

@@ -11,7 +11,7 @@ from partcrafter_blender.inference.images import load_image
 from partcrafter_blender.inference.partstate import RegenerationDataError, load_state
 from partcrafter_blender.inference.relief.engine import ReliefEngine
 
-from relief_support import IMAGES  # noqa: F401  (the example images' folder)
+from relief_support import IMAGES
 
 
 @pytest.fixture(scope="module")
