@@ -29,6 +29,7 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -262,30 +263,37 @@ def _write_scene(
 ) -> dict[str, Any]:
     import bpy  # after the slow part, so bad inputs fail fast
 
-    from .scene.build import build_parts, part_objects
+    from .scene.build import PROP_PREFIX
     from .scene.explode import set_explode
     from .scene.export import visible_parts
+    from .scene.variants import build_result, collection_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     result = outcome.result
-    collection = build_parts(
-        result.parts,
+    collection = build_result(
+        result.variants(),
         collection_name=outcome.image.name,
         size=size,
         provenance=provenance(outcome),
+        location=(0.0, 0.0, 0.0),
         parent_collection=bpy.context.scene.collection,
     )
-    objects = part_objects(collection)
-    root = next(o for o in collection.objects if o.parent is None)
-    set_explode(root, explode)
+    objects = collection_parts(collection)
+    # One root empty per variant (the result's own when there is one), each with its explode rig.
+    roots = [o for c in (collection.children or [collection]) for o in c.objects if o.parent is None]
+    for root in roots:
+        set_explode(root, explode)
     if blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:
-        glb.write_bytes(write_glb(visible_parts(root), extras=provenance(outcome)))  # what the .blend shows
+        shown = [dataclasses.replace(part, variant=int(root.get(PROP_PREFIX + "variant", 0)))
+                 for root in roots for part in visible_parts(root)]  # what the .blend shows
+        glb.write_bytes(write_glb(shown, extras=provenance(outcome), variant_seeds=result.variant_seeds))
     return {
         "collection": collection.name,
         "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],
         "failed_parts": [{"index": f.index, "reason": f.reason} for f in result.failed_parts],
+        "variant_seeds": [seed for seed, _parts in result.variants()],
         "engine": result.engine,
         "engine_version": result.engine_version,
         "seconds": round(outcome.seconds, 3),

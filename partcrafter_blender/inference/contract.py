@@ -82,12 +82,14 @@ class CancelToken:
 @dataclass
 class PartMesh:
     """One part: float32 vertices (V, 3) and int32 triangle faces (F, 3), with an
-    optional sRGB colour (r, g, b, a) in [0, 1] used for the part's material."""
+    optional sRGB colour (r, g, b, a) in [0, 1] used for the part's material.
+    `variant` is the index of the seed variant it belongs to (GenerationResult.variant_seeds)."""
 
     name: str
     vertices: np.ndarray
     faces: np.ndarray
     color: tuple[float, float, float, float] | None = None
+    variant: int = 0
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
@@ -114,10 +116,17 @@ class GenerationResult:
     seconds: float = 0.0
     failed_parts: list[FailedPart] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Seed of each variant when the request asked for several (parts say which via `variant`).
+    variant_seeds: list[int] = field(default_factory=list)
 
     @property
     def produced_parts(self) -> int:
         return len(self.parts)
+
+    def variants(self) -> list[tuple[int, list[PartMesh]]]:
+        """(seed, parts) per variant, in order; one pair for a single result."""
+        seeds = self.variant_seeds or [self.seed]
+        return [(seed, [p for p in self.parts if p.variant == k]) for k, seed in enumerate(seeds)]
 
 
 @dataclass(frozen=True)

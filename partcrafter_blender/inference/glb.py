@@ -1,7 +1,9 @@
 """Multi-part GLB: write and read, numpy only.
 
 One glTF node and one mesh per part, each named after the part, each with its own
-material colour. Coordinates stay in glTF's Y-up frame (the engines' frame).
+material colour. Coordinates stay in glTF's Y-up frame (the engines' frame). Seed
+variants: one root node per variant (named "seed_N"), its parts as children, and the
+seeds in the scene's extras as `variant_seeds`.
 
 Hand-written rather than trimesh because it also runs inside Blender, where every
 bundled wheel costs the user download size; tests cross-check it against trimesh.
@@ -36,8 +38,9 @@ def _pad4(b: bytes, fill: bytes) -> bytes:
     return b + fill * ((-len(b)) % 4)
 
 
-def write_glb(parts: list[PartMesh], extras: dict | None = None) -> bytes:
-    """Serialise parts as one binary glTF with one named node per part."""
+def write_glb(parts: list[PartMesh], extras: dict | None = None, variant_seeds: list[int] | None = None) -> bytes:
+    """Serialise parts as one binary glTF with one named node per part (under one node per
+    variant when there are several `variant_seeds`; each part's `variant` says which)."""
     gltf: dict = {
         "asset": {"version": "2.0", "generator": "PartCrafter for Blender"},
         "scene": 0,
@@ -50,7 +53,7 @@ def write_glb(parts: list[PartMesh], extras: dict | None = None) -> bytes:
         "buffers": [],
     }
     if extras:
-        gltf["scenes"][0]["extras"] = extras
+        gltf["scenes"][0]["extras"] = dict(extras)
     blob = bytearray()
 
     def add_view(arr: np.ndarray, target: int) -> int:
@@ -79,6 +82,14 @@ def write_glb(parts: list[PartMesh], extras: dict | None = None) -> bytes:
             {"name": part.name, "primitives": [{"attributes": {"POSITION": 2 * i}, "indices": 2 * i + 1, "material": i}]}
         )
         gltf["nodes"].append({"name": part.name, "mesh": i})
+    if variant_seeds and len(variant_seeds) > 1:
+        roots = []
+        for k, seed in enumerate(variant_seeds):
+            children = [i for i, part in enumerate(parts) if part.variant == k]
+            roots.append(len(gltf["nodes"]))
+            gltf["nodes"].append({"name": f"seed_{seed}", "children": children, "extras": {"seed": seed}})
+        gltf["scenes"][0]["nodes"] = roots
+        gltf["scenes"][0].setdefault("extras", {})["variant_seeds"] = list(variant_seeds)
     gltf["buffers"].append({"byteLength": len(blob)})
 
     json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
@@ -191,16 +202,23 @@ def _parts_from_gltf(gltf: dict, binary: bytes) -> list[PartMesh]:
     scene = gltf.get("scenes", [{}])[gltf.get("scene", 0)] if gltf.get("scenes") else {"nodes": list(range(len(nodes)))}
     parts: list[PartMesh] = []
 
-    def visit(idx: int, parent: np.ndarray) -> None:
+    # Our variant layout: one root per seed; any other GLB is one variant.
+    roots = scene.get("nodes", [])
+    seeds = scene.get("extras", {}).get("variant_seeds") if isinstance(scene.get("extras"), dict) else None
+    by_root = isinstance(seeds, list) and len(seeds) == len(roots)
+
+    def visit(idx: int, parent: np.ndarray, variant: int) -> None:
         node = nodes[idx]
         world = parent @ _node_matrix(node)
         if "mesh" in node:
-            parts.append(_mesh_part(gltf, binary, node, world, len(parts)))
+            part = _mesh_part(gltf, binary, node, world, len(parts))
+            part.variant = variant
+            parts.append(part)
         for child in node.get("children", []):
-            visit(child, world)
+            visit(child, world, variant)
 
-    for root in scene.get("nodes", []):
-        visit(root, np.eye(4))
+    for k, root in enumerate(roots):
+        visit(root, np.eye(4), k if by_root else 0)
     if not parts:
         raise GLBError("The GLB contains no meshes.")
     return parts

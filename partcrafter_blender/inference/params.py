@@ -26,6 +26,11 @@ QUALITY_ITEMS = (
     ("standard", "Standard", "Balanced speed and detail"),
     ("high", "High", "Finest meshes, slowest"),
 )
+BUDGET_SCOPE_ITEMS = (
+    ("part", "Per Part", "The triangle budget holds for each part"),
+    ("model", "Whole Result", "The triangle budget is shared by all the parts of a result"),
+)
+MAX_VARIANTS = 8
 
 
 class InvalidParameter(PartCrafterError, ValueError):
@@ -70,7 +75,21 @@ class GenerationParams:
     guidance: float = _param(7.0, ParamSpec("Guidance", "How closely to follow the image (neural engine)", 0.0, 20.0))
     quality: str = _param("standard", ParamSpec("Quality", "Mesh resolution: draft, standard or high", choices=QUALITY_ITEMS))
     max_triangles: int = _param(
-        0, ParamSpec("Triangle Budget", "Most triangles in the whole model; 0 for the engine's default", 0, 10_000_000)
+        0,
+        ParamSpec(
+            "Triangles per Part",
+            "Triangle budget per part (or for the whole result, see budget scope); 0 for the quality's default",
+            0,
+            10_000_000,
+        ),
+    )
+    budget_scope: str = _param(
+        "part", ParamSpec("Budget Scope", "Whether the triangle budget is per part or for the whole result",
+                          choices=BUDGET_SCOPE_ITEMS)
+    )
+    variants: int = _param(
+        1,
+        ParamSpec("Variants", "Results to generate side by side, with seeds seed, seed+1, ...", 1, MAX_VARIANTS),
     )
 
     def __post_init__(self) -> None:
@@ -81,6 +100,10 @@ class GenerationParams:
     def params(self) -> GenerationParams:
         """The parameters alone, from a record that extends them (a request, a pending job)."""
         return GenerationParams(**self.to_wire())
+
+    def variant_seeds(self) -> list[int]:
+        """One seed per variant: the seed, then the next ones (wrapping at MAX_SEED)."""
+        return [(self.seed + k) % (MAX_SEED + 1) for k in range(self.variants)]
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object the server's `params` field carries (engine aside)."""

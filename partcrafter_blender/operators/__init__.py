@@ -18,9 +18,11 @@ from . import (
     server_consent,
     server_data,
     server_jobs,
+    variants,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, explode, parts, regenerate, export_glb)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants,
+           explode, parts, regenerate, export_glb)
 
 _registered: list[type] = []
 

@@ -46,6 +46,9 @@ def selection_problem(context: bpy.types.Context) -> str:
     if str(root.get(PROP_PREFIX + "backend", "")) == "server" or uses_server(context):
         return ("Regenerating parts is not available with the server backend: it would upload the image again. "
                 "Use the local engine.")
+    if PROP_PREFIX + "variant" in root:
+        return (f"'{root.name}' is a seed variant; regenerating parts needs a single result. Generate again with "
+                f"Variants 1 and seed {root.get(PROP_PREFIX + 'seed', '')}, then regenerate its parts.")
     parts = result_parts(root)
     chosen = [o for o in context.selected_objects if o in parts]
     if not chosen:

@@ -60,6 +60,7 @@ class PollSchedule:
 
 class RemoteEngine:
     name = "server"
+    generates_variants = True  # one upload, one job; the server runs the variants
 
     def __init__(
         self,
@@ -283,6 +284,7 @@ class RemoteEngine:
             seconds=time.monotonic() - started,
             failed_parts=failed,
             metadata=metadata,
+            variant_seeds=[int(s) for s in extras.get("variant_seeds", [])],
         )
 
     def _poll(self, job: Job, report: ProgressCallback, cancel: CancelToken) -> Job:

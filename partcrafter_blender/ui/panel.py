@@ -8,11 +8,12 @@ from ..generation import engine_label
 from ..inference.params import param_specs
 from ..operators._job_mixin import job_state
 from ..operators.generate import PARTCRAFTER_OT_generate
+from ..operators.variants import PARTCRAFTER_OT_keep_variant
 from ..preferences import get_preferences
 from ..remote.endpoint import destination_label
 
 # Parameters on the main panel; every other generation parameter is under Advanced.
-MAIN_PARAMS = ("num_parts", "seed", "quality")
+MAIN_PARAMS = ("num_parts", "seed", "quality", "variants", "max_triangles")
 
 
 def draw_progress(layout: bpy.types.UILayout, context: bpy.types.Context) -> bool:
@@ -60,7 +61,9 @@ class PARTCRAFTER_PT_main(bpy.types.Panel):
         sub.active = not settings.auto_parts
         sub.prop(settings, "num_parts")
         col.prop(settings, "seed")
+        col.prop(settings, "variants")
         layout.prop(settings, "quality")
+        layout.prop(settings, "max_triangles")
 
         if not draw_progress(layout, context):
             row = layout.row()
@@ -69,6 +72,8 @@ class PARTCRAFTER_PT_main(bpy.types.Panel):
         last = job_state(context).last_result
         if last:
             layout.label(text=last)
+        if PARTCRAFTER_OT_keep_variant.poll(context):
+            layout.operator(PARTCRAFTER_OT_keep_variant.bl_idname, icon="CHECKMARK")
 
 
 class PARTCRAFTER_PT_advanced(bpy.types.Panel):

@@ -187,7 +187,8 @@ def _run(run: Run, pixels: bytes, token: Any, send: Any) -> Outcome:
             explain_unavailable=lambda a: f"The engine '{params['engine']}' cannot run on this server: {unavailable_reason(a)}.",
         )
         t1 = time.perf_counter()
-        glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version})
+        glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version},
+                        variant_seeds=result.variant_seeds)
         t2 = time.perf_counter()
     except Exception as exc:  # an engine bug must fail one job, not the worker
         code = error_code(exc)

@@ -210,3 +210,32 @@ def test_explode_reaches_the_blend_and_the_glb(tmp_path):
     assert len({tuple(np.round(c, 3)) for c in centres}) == 3
     bad = cli("generate", str(DEMO), "--engine", "fixed", "--explode", "-1", cwd=tmp_path, test_engines=True)
     assert_clean_failure(bad, 2, "--explode must be 0 or more, got -1.0")
+
+
+def test_variants_from_the_command_line_give_one_glb_node_per_seed(tmp_path):
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--seed", "8", "--variants", "2", "--quality", "draft",
+        "--max-triangles", "3000", "--glb", "out.glb", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[0])
+    assert summary["collection"] == f"{DEMO.stem} variants" and summary["variant_seeds"] == [8, 9]
+    assert len(summary["parts"]) == 6 and max(p["faces"] for p in summary["parts"]) <= 3000
+    data = (tmp_path / "out.glb").read_bytes()
+    parts = read_glb_file(tmp_path / "out.glb")
+    assert [p.variant for p in parts] == [0, 0, 0, 1, 1, 1]
+    assert read_glb_extras(data)["variant_seeds"] == [8, 9]
+    assert "Variant 2 of 2 (seed 9)" in proc.stderr  # one progress line-up for both
+    exploded = cli(
+        "generate", str(DEMO), "--parts", "3", "--seed", "8", "--variants", "2", "--quality", "draft",
+        "--max-triangles", "3000", "--explode", "1", "--glb", "exploded.glb", cwd=tmp_path,
+    )  # fmt: skip
+    assert exploded.returncode == 0, exploded.stderr
+    moved = read_glb_file(tmp_path / "exploded.glb")
+    assert [p.variant for p in moved] == [0, 0, 0, 1, 1, 1]  # each variant has its own explode rig
+    assert all(np.linalg.norm(p.vertices.mean(axis=0) - q.vertices.mean(axis=0)) > 0.1 for p, q in zip(moved, parts))
+
+
+def test_variants_out_of_range_are_refused_by_the_flag(tmp_path):
+    assert_clean_failure(cli("generate", str(DEMO), "--variants", "9", cwd=tmp_path), 2, "--variants must be from 1 to 8")

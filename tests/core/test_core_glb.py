@@ -64,3 +64,20 @@ def test_reads_glb_written_by_trimesh_with_transforms():
 def test_damaged_glb_gives_clear_error(damage, message):
     with pytest.raises(GLBError, match=message):
         read_glb(damage(write_glb(_parts())))
+
+
+def test_variants_travel_as_one_root_node_per_seed():
+    import dataclasses
+
+    from partcrafter_blender.inference.glb import read_glb_extras
+
+    parts = [dataclasses.replace(p, variant=k) for k, p in enumerate(_parts(2))] + [
+        dataclasses.replace(_parts(1)[0], name="part_01b", variant=1)
+    ]
+    data = write_glb(parts, extras={"engine": "relief"}, variant_seeds=[4, 9])
+    back = read_glb(data)
+    assert [(p.name, p.variant) for p in back] == [("part_01", 0), ("part_02", 1), ("part_01b", 1)]
+    assert read_glb_extras(data) == {"engine": "relief", "variant_seeds": [4, 9]}
+    scene = trimesh.load(io.BytesIO(data), file_type="glb")
+    assert {"seed_4", "seed_9"} <= set(scene.graph.nodes)
+    assert all(p.variant == 0 for p in read_glb(write_glb(parts)))  # no seeds given: one variant

@@ -150,3 +150,24 @@ def test_fast_decode_rejects_unclear_values(weights, robot):
     for value in ("maybe", 2, 1.0):
         with pytest.raises(EngineUnavailable, match="'fast_decode' must be true or false"):
             PartCrafterEngine().generate(_request(robot, steps=1, options=dict(FAST, fast_decode=value)))
+
+
+@pytest.mark.parametrize("scope", ["part", "model"])
+def test_the_triangle_budget_reduces_every_part_in_the_engine(weights, robot, scope):
+    from partcrafter_blender.inference.decimate import is_closed_and_oriented
+
+    options = dict(FAST, dense_depth=5, hierarchical_depth=6)
+    full = PartCrafterEngine().generate(_request(robot, num_parts=2, steps=1, max_triangles=10_000_000,
+                                                 options=options))
+    budget = 1000
+    result = PartCrafterEngine().generate(_request(robot, num_parts=2, steps=1, max_triangles=budget,
+                                                   budget_scope=scope, options=options))
+    counts = [len(p.faces) for p in result.parts]
+    assert all(len(p.faces) > 1.2 * budget for p in full.parts)  # the budget has work to do
+    assert (max(counts) if scope == "part" else sum(counts)) <= 1.05 * budget
+    for before, after in zip(full.parts, result.parts, strict=True):
+        assert is_closed_and_oriented(after.faces) == is_closed_and_oriented(before.faces)
+    record = result.metadata["decimation"]
+    assert record["max_triangles"] == budget and record["budget_scope"] == scope
+    assert record["input_triangles"] == sum(len(p.faces) for p in full.parts)
+    assert record["parts_kept_unreduced"] == 0 and record["min_triangle_quality"] > 0

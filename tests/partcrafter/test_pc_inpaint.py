@@ -3,6 +3,8 @@ stored latents (inpainting for rectified flow), only the regenerated parts are n
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -102,6 +104,12 @@ def test_engine_keeps_a_sidecar_and_regenerates_from_it(conformance, image, tmp_
     new_arrays, _ = load_state(again.metadata["state_file"], again.metadata["state_sha256"])
     assert np.array_equal(new_arrays["latents"][1:], arrays["latents"][1:])
     assert not np.array_equal(new_arrays["latents"][0], arrays["latents"][0])
+    sidecar = {"regenerate_from": first.metadata["state_file"], "regenerate_sha256": first.metadata["state_sha256"],
+               "regenerate_parts": [0]}
+    with pytest.raises(InputImageError, match="Regenerating parts makes one result; set Variants to 1"):
+        engine.generate(dataclasses.replace(request(8, **sidecar), variants=2))
+    variants = engine.generate(dataclasses.replace(request(4), variants=2))
+    assert variants.variant_seeds == [4, 5] and "state_file" not in variants.metadata  # the sidecar holds one object
 
 
 def test_missing_or_changed_sidecar_is_said_clearly(tmp_path):

@@ -94,6 +94,9 @@ def test_relief_quality_and_triangle_budget(figure):
     tris = [r.metadata["triangles"] for r in (draft, standard, high)]
     assert tris == sorted(tris) and tris[0] < tris[2]
     assert 10_000 <= standard.metadata["triangles"] <= 60_000
-    budgeted = run(figure.rgba, 6, options={"triangle_budget": 2000})
+    budgeted = run(figure.rgba, 6, max_triangles=2000)
     check_meshes(budgeted, 6)
     assert max(len(p.faces) for p in budgeted.parts) <= 2000
+    whole = run(figure.rgba, 6, max_triangles=6000, budget_scope="model")
+    check_meshes(whole, 6)
+    assert whole.metadata["triangles"] <= 6000

@@ -173,3 +173,26 @@ def test_policy_change_asks_again(harness, tmp_path: Path, user_dir: Path, sampl
         assert client.me()["jobs"] == []
     finally:
         srv.stop()
+
+
+def test_variants_are_one_upload_and_one_job_with_every_seed(server, user_dir: Path, sample_rgba: np.ndarray) -> None:
+    import dataclasses
+
+    from partcrafter_blender.inference import create_engine, run_engine
+    from partcrafter_blender.inference.images import decode_image
+    from partcrafter_blender.remote.minimise import minimise_pixels
+
+    engine = make_engine(ServerClient(server.url, server.key), user_dir)
+    asked = dataclasses.replace(request(sample_rgba), variants=3, max_triangles=4000)
+    result = run_engine(engine, asked)
+    assert result.variant_seeds == [3, 4, 5]
+    assert [d.decision for d in ConsentLedger(user_dir).entries()].count("uploaded") == 1
+    assert len(PendingJobs(user_dir).list()) == 1  # one job
+    sent = decode_image(minimise_pixels(sample_rgba).png).rgba
+    local = run_engine(create_engine("relief"), dataclasses.replace(asked, image=sent))
+    for (seed, remote_parts), (local_seed, local_parts) in zip(result.variants(), local.variants(), strict=True):
+        assert seed == local_seed and len(remote_parts) == 3
+        assert max(len(p.faces) for p in remote_parts) <= 4000
+        for r, loc in zip(remote_parts, local_parts, strict=True):
+            np.testing.assert_allclose(r.vertices, loc.vertices, atol=1e-5)
+    engine.finish(result)

@@ -67,3 +67,19 @@ def test_partcrafter_regenerates_in_a_worker_and_says_when_the_sidecar_is_gone(t
     Path(first.metadata["state_file"]).unlink()
     with pytest.raises(EngineFailed, match="regeneration data of this result .* is missing"):
         worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=7, options=sidecar))
+
+
+def test_variants_run_in_the_worker_as_one_result():
+    from partcrafter_blender.inference import run_engine
+
+    path = sorted((SHARED / "images").glob("np2_*.png"))[0]
+    image = load_image(path)
+    request = GenerationRequest(image=image.rgba, image_name=image.name, num_parts=2, quality="draft", seed=2,
+                                variants=3)
+    events = []
+    remote = run_engine(WorkerEngine(sys.executable, "relief"), request, events.append)
+    local = run_engine(create_engine("relief"), request)
+    assert remote.variant_seeds == local.variant_seeds == [2, 3, 4]
+    assert [p.variant for p in remote.parts] == [p.variant for p in local.parts] == [0, 0, 1, 1, 2, 2]
+    _assert_same(remote, local)
+    assert any("Variant 3 of 3" in e.message for e in events)  # the child's progress, relayed

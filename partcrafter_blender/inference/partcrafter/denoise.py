@@ -4,11 +4,17 @@ Follows the official pipeline (conformance README, pipeline/ and quirks 9, 16): 
 noise is drawn once as [N, num_tokens, C] from a CPU generator, both guidance halves
 see the same latents, the unconditional condition is all zeros and comes first.
 Latents stay float32 between steps whatever dtype the transformer runs in.
+
+Seed variants batch several objects (the same image, one seed each) through the DiT at
+once with the num_parts tensor path: each object keeps its own part grouping, and each
+row gets the part-embedding row it would get in a run of its own (quirk 3: under
+guidance the conditional half uses rows N..2N-1), so a batch gives each object the
+latents of its separate run (tests/partcrafter/test_pc_variants.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -30,6 +36,14 @@ def initial_noise(num_parts: int, num_tokens: int, channels: int, seed: int) -> 
     return torch.randn([num_parts, num_tokens, channels], generator=generator, dtype=torch.float32)
 
 
+def batch_part_rows(num_parts: int, objects: int, guided: bool) -> torch.Tensor:
+    """Part-embedding rows of a batch of `objects` objects of `num_parts` parts each, laid out
+    [uncond of every object, cond of every object] under guidance: what each gets alone."""
+    rows = torch.arange(num_parts)
+    halves = (rows, rows + num_parts) if guided else (rows,)
+    return torch.cat([half for half in halves for _ in range(objects)])
+
+
 def _stop_requested(should_stop: Callable[[], bool] | None, cancel: CancelToken | None) -> bool:
     return bool((cancel is not None and cancel.cancelled) or (should_stop is not None and should_stop()))
 
@@ -49,9 +63,12 @@ def denoise(
     cancel: CancelToken | None = None,
     trace: StepTrace | None = None,
     constrain: Constrain | None = None,
+    variant_seeds: Sequence[int] = (),
 ) -> torch.Tensor:
     """image_embeds [N, L, D] (one row per part) -> final latents [N, num_tokens, C], float32.
 
+    `variant_seeds`: denoise one object per seed in one batch (`seed` is then unused);
+    the result is [K * N, num_tokens, C], object after object.
     `progress(done, total)` is called after every step; `should_stop()` / `cancel` are checked
     before every step and raise Cancelled. `constrain(latents, sigma)`, when given, may set
     rows of the latents before every step and after the last one (inpainting, see inpaint.py).
@@ -59,13 +76,24 @@ def denoise(
     device = image_embeds.device
     dtype = transformer.proj_in.weight.dtype
     n = image_embeds.shape[0]
+    seeds = list(variant_seeds) or [seed]
+    objects = len(seeds)
     guided = guidance_scale > 1.0
-    context = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if guided else image_embeds
+    embeds = image_embeds.repeat(objects, 1, 1) if objects > 1 else image_embeds
+    context = torch.cat([torch.zeros_like(embeds), embeds]) if guided else embeds
+    # Several objects go through the num_parts tensor path, each with its single-run part rows.
+    sizes: int | torch.Tensor = n
+    rows = None
+    if objects > 1:
+        sizes = torch.full((objects * (2 if guided else 1),), n)
+        rows = batch_part_rows(n, objects, guided)
     # The condition is the same at every step: its cross-attention keys/values are computed once.
     # The unconditional half is all zeros: its cross-attention reduces exactly to the output bias.
-    condition = transformer.prepare_condition(context.to(dtype), num_parts=n, zero_rows=n if guided else 0)
+    condition = transformer.prepare_condition(context.to(dtype), num_parts=sizes,
+                                              zero_rows=objects * n if guided else 0)
 
-    latents = initial_noise(n, num_tokens, transformer.config.in_channels, seed).to(device)
+    noise = [initial_noise(n, num_tokens, transformer.config.in_channels, s) for s in seeds]
+    latents = torch.cat(noise).to(device)
     scheduler.set_timesteps(num_steps, device=device)
     total = len(scheduler.timesteps)
     for i, t in enumerate(scheduler.timesteps):
@@ -74,7 +102,7 @@ def denoise(
         if constrain is not None:
             latents = constrain(latents, scheduler.sigmas[i])
         model_in = torch.cat([latents, latents]) if guided else latents
-        raw = transformer(model_in.to(dtype), t, None, num_parts=n, condition=condition).float()
+        raw = transformer(model_in.to(dtype), t, None, num_parts=sizes, condition=condition, part_rows=rows).float()
         if guided:
             uncond, cond = raw.chunk(2)
             velocity = uncond + guidance_scale * (cond - uncond)

@@ -375,15 +375,22 @@ class PartCrafterDiT(nn.Module):
         encoder_hidden_states: torch.Tensor | None,
         num_parts: int | torch.Tensor,
         condition: ConditionCache | None = None,
+        part_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """hidden_states [B, T, C], timestep [B] or 0-d (sigma*1000), encoder_hidden_states [B, L, D]
         -> velocity [B, T, C].
 
         `condition` (from prepare_condition) replaces encoder_hidden_states: the sampling loop
-        builds it once and reuses it at every step."""
+        builds it once and reuses it at every step. `part_rows` [B] overrides the part-embedding
+        row of every batch element (several objects in one batch, each with the rows that it
+        would get alone; see denoise.batch_part_rows)."""
         b, t, _ = hidden_states.shape
         dtype = self.proj_in.weight.dtype
         ids, layout = self.part_ids(b, num_parts, hidden_states.device)
+        if part_rows is not None:
+            if part_rows.shape != (b,) or int(part_rows.max()) >= self.config.max_num_parts:
+                raise ValueError(f"part_rows must be {b} rows below {self.config.max_num_parts}")
+            ids = part_rows.to(hidden_states.device)
         if condition is None:
             if encoder_hidden_states is None:
                 raise ValueError("pass encoder_hidden_states or a prepared condition")

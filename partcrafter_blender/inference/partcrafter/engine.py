@@ -38,8 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import Availability, CancelToken, GenerationRequest, GenerationResult, PartMesh, ProgressCallback
+from ..contract import Availability, CancelToken, FailedPart, GenerationRequest, GenerationResult, PartMesh
+from ..contract import ProgressCallback
 from ..contract import ProgressEvent
+from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError
 from ..foreground import require_foreground
 from ..partstate import RegenerationDataError, load_state, save_state
@@ -51,13 +53,15 @@ AUTO_NUM_PARTS = 4
 DEFAULT_NUM_TOKENS = 1024
 # quality -> (dense octree depth, hierarchical octree depth); "standard" is the published default.
 QUALITY_DEPTHS = {"draft": (7, 8), "standard": (8, 9), "high": (8, 10)}
+# max_triangles=0: triangles per part by quality (marching cubes alone gives several hundred thousand).
+DEFAULT_PART_TRIANGLES = {"draft": 10_000, "standard": 30_000, "high": 100_000}
 # fast_decode: the dense grid this many levels coarser (depth 6 instead of 8 at "standard").
 FAST_DECODE_COARSE_LEVELS = 2
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 ENV = {"weights_path": "PARTCRAFTER_WEIGHTS", "device": "PARTCRAFTER_DEVICE", "dtype": "PARTCRAFTER_DTYPE",
        "offload": "PARTCRAFTER_OFFLOAD"}
 REQUIRED_MODULES = {"torch": "torch", "transformers": "transformers", "safetensors": "safetensors",
-                    "skimage": "scikit-image"}
+                    "skimage": "scikit-image", "fast_simplification": "fast-simplification"}
 
 # Distinct, readable part colours (sRGB), repeated when there are more parts.
 PALETTE = (
@@ -115,10 +119,19 @@ def _bool_option(settings: dict[str, Any], key: str) -> bool:
     raise EngineUnavailable(f"The engine option '{key}' must be true or false, not {value!r}.")
 
 
+def _variant_failures(failures: list[FailedPart], num_parts: int, request: GenerationRequest) -> list[FailedPart]:
+    """Batch rows back to part indices, naming the variant's seed when there are several."""
+    if request.variants == 1:
+        return list(failures)
+    seeds = request.variant_seeds()
+    return [FailedPart(f.index % num_parts, f"seed {seeds[f.index // num_parts]}: {f.reason}") for f in failures]
+
+
 class PartCrafterEngine:
     name = "partcrafter"
     label = "PartCrafter (neural, local GPU)"
     is_preview = False
+    generates_variants = True  # seed variants are denoised in one DiT batch
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -204,8 +217,9 @@ class PartCrafterEngine:
                     geometry=geometry,
                     progress=progress,
                     cancel=cancel,
+                    variant_seeds=request.variant_seeds() if request.variants > 1 else (),
                 )
-                indices = list(range(num_parts))
+                indices = list(range(len(output.meshes)))
         except (Cancelled, EngineUnavailable, InputImageError, EngineFailed, RegenerationDataError):
             raise
         except torch.cuda.OutOfMemoryError as exc:
@@ -217,16 +231,36 @@ class PartCrafterEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
-        parts: list[PartMesh] = []
-        for index, mesh in zip(indices, output.meshes, strict=True):
-            if mesh is None:
-                continue
-            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
-            vertices = np.clip(mesh.vertices, -1.0, 1.0)
-            parts.append(PartMesh(f"part_{index:02d}", vertices, mesh.faces, color=(*PALETTE[index % len(PALETTE)], 1.0)))
-        if not parts:
+        # Row r of the output is part r % num_parts of variant r // num_parts; a regeneration
+        # returns only its chosen parts, and `indices` says which.
+        meshes = [(index, mesh) for index, mesh in zip(indices, output.meshes, strict=True) if mesh is not None]
+        if not meshes:
             reasons = "; ".join(f"part {f.index}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
+        report(ProgressEvent("decimate", 1.0, "Reducing the parts to the triangle budget"))
+        budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
+        if settings.get("regenerate_from") and request.budget_scope == "model":
+            # The kept parts are not returned: the regenerated ones get their share of the whole.
+            budget = max(1, budget * len(indices) // num_parts)
+        targets: list[int] = []  # a whole-result budget holds for each variant
+        for variant in range(request.variants):
+            counts = [len(m.faces) for i, m in meshes if i // num_parts == variant]
+            targets += part_targets(counts, budget, whole=request.budget_scope == "model")
+        parts: list[PartMesh] = []
+        reduction = {"max_triangles": budget, "budget_scope": request.budget_scope, "input_triangles": 0,
+                     "min_triangle_quality": 1.0, "parts_kept_unreduced": 0}
+        for (index, mesh), target in zip(meshes, targets, strict=True):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            reduced = decimate(mesh.vertices, mesh.faces, target)
+            reduction["input_triangles"] += reduced.input_triangles
+            reduction["parts_kept_unreduced"] += int(target < len(mesh.faces) and not reduced.reduced)
+            reduction["min_triangle_quality"] = round(min(reduction["min_triangle_quality"], reduced.min_quality), 4)
+            # The frame is already the contract's (Y-up); the grid reaches 1.005, the contract 1.
+            vertices = np.clip(reduced.vertices, -1.0, 1.0)
+            variant, part = divmod(index, num_parts)
+            parts.append(PartMesh(f"part_{part:02d}", vertices, reduced.faces,
+                                  color=(*PALETTE[part % len(PALETTE)], 1.0), variant=variant))
         metadata = {
             "num_parts": num_parts,
             "auto_parts": request.num_parts is None,
@@ -242,10 +276,11 @@ class PartCrafterEngine:
             "stage_seconds": output.seconds,
             "peak_gpu_bytes": output.peak_gpu_bytes,
             "peak_rss_bytes": output.peak_rss_bytes,
+            "decimation": reduction,
         }
         if settings.get("regenerate_from"):
             metadata["regenerated_parts"] = indices
-        if settings.get("state_dir"):
+        if settings.get("state_dir") and request.variants == 1:  # the sidecar holds one object
             metadata["state_file"], metadata["state_sha256"] = save_state(
                 settings["state_dir"],
                 {"latents": output.latents.numpy(), "image_embeds": output.image_embeds[:1].numpy(), "image": request.image},
@@ -264,7 +299,8 @@ class PartCrafterEngine:
             steps=request.steps,
             guidance=request.guidance,
             seconds=time.perf_counter() - started,
-            failed_parts=list(output.failures),
+            failed_parts=_variant_failures(output.failures, num_parts, request),
+            variant_seeds=request.variant_seeds() if request.variants > 1 else [],
             metadata=metadata,
         )
 
@@ -276,6 +312,8 @@ def _regenerate(pipe: Any, request: GenerationRequest, settings: dict[str, Any],
 
     from .inpaint import check_indices, regenerate_parts
 
+    if request.variants > 1:
+        raise InputImageError("Regenerating parts makes one result; set Variants to 1.")
     arrays, meta = load_state(str(settings["regenerate_from"]), str(settings.get("regenerate_sha256", "")))
     if meta.get("engine") != PartCrafterEngine.name or "latents" not in arrays:
         raise RegenerationDataError("This regeneration data was not made by the PartCrafter engine.")

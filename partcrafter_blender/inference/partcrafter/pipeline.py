@@ -18,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 @dataclass
 class PipelineOutput:
-    meshes: list[PartSurface | None]  # None where the part failed (see failures)
+    meshes: list[PartSurface | None]  # None where the part failed (see failures); per variant in turn
     failures: list[FailedPart]
     latents: torch.Tensor  # final latents [N, T, C], float32
     image_embeds: torch.Tensor  # [N, L, D] as fed to the transformer (before guidance)
@@ -220,8 +220,11 @@ class PartCrafterPipeline:
         progress: Callable[[ProgressEvent], None] | None = None,
         cancel: CancelToken | None = None,
         trace: StepTrace | None = None,
+        variant_seeds: Sequence[int] = (),
     ) -> PipelineOutput:
-        """`image`: RGBA uint8 (H, W, 4). Returns one entry per part, in part order."""
+        """`image`: RGBA uint8 (H, W, 4). Returns one entry per part, in part order; with
+        `variant_seeds`, the parts of one object per seed (denoised in one batch), object
+        after object, and `seed` unused."""
         if not 1 <= num_parts <= self.max_parts(guidance_scale):
             raise InputImageError(
                 f"This model makes 1 to {self.max_parts(guidance_scale)} parts per object"
@@ -257,12 +260,14 @@ class PartCrafterPipeline:
             latents = denoise(
                 transformer, self.scheduler, image_embeds, num_tokens=num_tokens, num_steps=num_inference_steps,
                 guidance_scale=guidance_scale, seed=seed, progress=on_step, cancel=cancel, trace=trace,
+                variant_seeds=variant_seeds,
             )
 
         def on_part(done: int, total: int) -> None:
             emit("decode", done / total, f"Decoded part {done}/{total}")
 
-        emit("decode", 0.0, f"Decoding {num_parts} part{'s' if num_parts > 1 else ''}")
+        decoded = len(latents)
+        emit("decode", 0.0, f"Decoding {decoded} part{'s' if decoded > 1 else ''}")
         with meter.stage("decode"), self._active(self.vae) as vae:
             results = extract_part_meshes(vae, latents, settings=geometry, progress=on_part, cancel=cancel)
 

@@ -56,8 +56,11 @@ class ReliefEngine:
         token = cancel or CancelToken()
         report = progress or (lambda event: None)
         side, superpixels, total_budget = QUALITY[request.quality]
-        total_budget = int(request.options.get("object_triangle_budget", total_budget))
-        part_budget = request.options.get("triangle_budget")
+        part_budget = None
+        if request.max_triangles and request.budget_scope == "model":
+            total_budget = request.max_triangles
+        elif request.max_triangles:  # the grid meets the budget directly: nothing to decimate
+            part_budget = request.max_triangles
         stages: dict[str, float] = {}
 
         def emit(stage: str, fraction: float, message: str) -> None:
@@ -78,14 +81,17 @@ class ReliefEngine:
                                         request.num_parts)
             seg = Segmentation(labels=labels, count=int(labels.max()) + 1, auto_reason="")
         else:
-            seg = segment(matte.lab, matte.mask, request.num_parts, superpixels, token.raise_if_cancelled)
+            seg = segment(matte.lab, matte.mask, request.num_parts, superpixels, token.raise_if_cancelled,
+                          request.seed)
             indices = list(range(seg.count))
         stages["segmentation"] = time.perf_counter() - t
 
         emit("meshing", 0.5, f"Building {seg.count} part meshes")
         t = time.perf_counter()
         aspect = matte.py / matte.px
-        grid = build_grid(seg.labels, seg.count, total_budget, int(part_budget) if part_budget else None)
+        if part_budget:
+            total_budget = part_budget * seg.count
+        grid = build_grid(seg.labels, seg.count, total_budget, part_budget)
         token.raise_if_cancelled()
         frame = object_frame(seg.labels, aspect)
         geometry = mesh_parts(

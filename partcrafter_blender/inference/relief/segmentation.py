@@ -35,6 +35,9 @@ CUES = ("colour or edge seam", "thickness change", "narrow neck", "junction at a
 _PLURAL = {"junction at an angle": "junctions at an angle"}
 AUTO_THRESHOLD = 18.0  # merge cost (about a Delta-E) above which Auto stops merging
 AUTO_SHARE = 14  # Auto discounts regions smaller than half of 1/AUTO_SHARE of the object
+# Seed variants: seed 0 weighs the cues as above; any other seed scales each cue's weight by a
+# log-normal factor of this spread, so K seeds give K plausible, different splits.
+SEED_SPREAD = 0.6
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def segment(
     num_parts: int | None,
     superpixel_count: int,
     check: Callable[[], None],
+    seed: int = 0,
 ) -> Segmentation:
     smooth = _box_blur(lab)
     sp, step = slic(smooth, mask, superpixel_count, check=check)
@@ -83,6 +87,7 @@ def segment(
     count = int(ids.size)
     check()
     graph = _Graph.build(regions, count, lab, smooth, mask, step)
+    graph.cue_weights = cue_weights(seed)
     check()
     target = num_parts if num_parts is not None else 1
     # Auto judges sizes against the finest split it may return.
@@ -100,6 +105,13 @@ def segment(
     if num_parts is not None and n < num_parts:
         parts, n = _split_until(parts, n, num_parts)
     return Segmentation(labels=parts, count=n, auto_reason=reason)
+
+
+def cue_weights(seed: int) -> tuple[float, ...]:
+    """How much each cue counts for this seed (all 1 for seed 0, today's split)."""
+    if seed == 0:
+        return (1.0,) * len(CUES)
+    return tuple(float(x) for x in np.exp(np.random.default_rng(seed).normal(0.0, SEED_SPREAD, len(CUES))))
 
 
 def _box_blur(lab: np.ndarray) -> np.ndarray:
@@ -132,6 +144,7 @@ class _Graph:
         self.version = [0] * len(regions)
         self.share = 0.5 * area  # sizes below this merge at a discount; set per request
         self.thick_cap = THICK_SCALE * math.sqrt(area)
+        self.cue_weights: tuple[float, ...] = (1.0,) * len(CUES)  # see cue_weights()
 
     @classmethod
     def build(
@@ -218,7 +231,7 @@ class _Graph:
         )
 
     def cost(self, i: int, j: int) -> float:
-        return sum(self.terms(i, j))
+        return sum(w * t for w, t in zip(self.cue_weights, self.terms(i, j), strict=True))
 
     def merge(self, target: int, auto: bool, check: Callable[[], None]) -> str:
         heap: list[tuple[float, int, int, int, int]] = []

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import variants
 from ..contract import CancelToken, ProgressEvent
 from ..errors import EngineFailed, PartCrafterError
 from ..registry import create_engine, register_engine
@@ -79,7 +80,7 @@ def _generate(message: dict[str, Any], channel: _Channel, stdin: BinaryIO) -> No
     def progress(event: ProgressEvent) -> None:
         channel.send({"type": "progress", "stage": event.stage, "fraction": event.fraction, "message": event.message})
 
-    result = engine.generate(request, progress=progress, cancel=cancel)
+    result = variants.generate(engine, request, progress, cancel)
     meta = protocol.write_result(result, Path(message["workdir"]))
     channel.send({"type": "result", "meta": meta})
 

@@ -177,7 +177,10 @@ class WorkerEngine:
 
     `options` are merged into every request's options (weights path, device, ...).
     `extra_env` is added to the child's environment. `cancel_grace_s` is how long a
-    cancelled child may take to stop by itself before it is terminated, then killed."""
+    cancelled child may take to stop by itself before it is terminated, then killed.
+    The child runs every seed variant of a request itself (one process, one model load)."""
+
+    generates_variants = True
 
     def __init__(
         self,

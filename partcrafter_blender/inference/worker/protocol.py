@@ -89,7 +89,11 @@ def write_result(result: GenerationResult, workdir: Path) -> dict[str, Any]:
         arrays[f"f{i}"] = part.faces
     np.savez(workdir / RESULT_FILE, **arrays)
     return {
-        "parts": [{"name": p.name, "color": list(p.color) if p.color is not None else None} for p in result.parts],
+        "parts": [
+            {"name": p.name, "color": list(p.color) if p.color is not None else None, "variant": p.variant}
+            for p in result.parts
+        ],
+        "variant_seeds": result.variant_seeds,
         "engine": result.engine,
         "engine_version": result.engine_version,
         "requested_parts": result.requested_parts,
@@ -110,6 +114,7 @@ def read_result(meta: dict[str, Any], workdir: Path) -> GenerationResult:
                 vertices=arrays[f"v{i}"],
                 faces=arrays[f"f{i}"],
                 color=tuple(p["color"]) if p["color"] is not None else None,
+                variant=int(p.get("variant", 0)),
             )
             for i, p in enumerate(meta["parts"])
         ]
@@ -124,4 +129,5 @@ def read_result(meta: dict[str, Any], workdir: Path) -> GenerationResult:
         seconds=meta["seconds"],
         failed_parts=[FailedPart(f["index"], f["reason"]) for f in meta["failed_parts"]],
         metadata=meta["metadata"],
+        variant_seeds=list(meta.get("variant_seeds", [])),
     )
