@@ -4,7 +4,7 @@
                                               [--quality Q] [--max-triangles N] [--engine NAME]
                                               [--engine-python PY --weights DIR --device D --dtype T]
                                               [--engine-option KEY=VALUE ...]
-                                              [--out OUT.blend] [--glb OUT.glb] [--json]
+                                              [--out OUT.blend] [--glb OUT.glb] [--explode F] [--json]
 
 Works with the `bpy` module from PyPI and inside a real Blender:
 
@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=float, default=2.0, help="largest dimension of the result in metres (default 2)")
     gen.add_argument("--out", metavar="OUT.blend", help="write the scene here (default: IMAGE_STEM.blend unless --glb)")
     gen.add_argument("--glb", metavar="OUT.glb", help="also write the result as one GLB, one named node per part")
+    gen.add_argument(
+        "--explode", type=float, default=0.0, metavar="FACTOR",
+        help="exploded view: 0 as generated (default), 1 moves each part out by half the model's size",
+    )  # fmt: skip
     gen.add_argument("--json", action="store_true", help="print a one-line JSON summary on stdout")
     gen.add_argument("--debug", action="store_true", help="print tracebacks for unexpected errors")
     srv = gen.add_argument_group("server backend (the API key comes from PARTCRAFTER_API_KEY)")
@@ -245,6 +249,8 @@ def _generate(args: argparse.Namespace) -> int:
     image_path = Path(args.image).expanduser()
     if not args.size > 0:
         raise UsageError(f"--size must be positive, got {args.size}")
+    if not args.explode >= 0:
+        raise UsageError(f"--explode must be 0 or more, got {args.explode}")
     try:
         params = GenerationParams(**{name: getattr(args, name) for name in param_specs()})
     except InvalidParameter as exc:
@@ -274,7 +280,7 @@ def _generate(args: argparse.Namespace) -> int:
             image = ImageInput.from_file(str(image_path))
             outcome = run_generation(image, params, make_engine, _ProgressPrinter(), cancel, options)
         with _stdout_to_stderr(args.json):
-            summary = _write_scene(outcome, args.size, blend, glb)
+            summary = _write_scene(outcome, args.size, blend, glb, args.explode)
         if server_run:
             warning = server_run.finish(outcome.result)  # delete the server copy unless --keep-on-server
             if warning:
@@ -339,11 +345,14 @@ def _server_run(args: argparse.Namespace) -> Any:
     return HeadlessServerRun(config, args.consent_upload, args.online_mode or blender_online_access(), directory)
 
 
-def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None) -> dict[str, Any]:
+def _write_scene(
+    outcome: GenerationOutcome, size: float, blend: Path | None, glb: Path | None, explode: float = 0.0
+) -> dict[str, Any]:
     import bpy  # after the slow part, so bad inputs fail fast
 
     from .scene.build import gltf_part
-    from .scene.variants import build_result, result_parts
+    from .scene.explode import set_explode
+    from .scene.variants import build_result, collection_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     result = outcome.result
@@ -356,7 +365,11 @@ def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, gl
         parent_collection=bpy.context.scene.collection,
         name_by_part=True,
     )
-    objects = result_parts(collection)
+    objects = collection_parts(collection)
+    # One root empty per variant (the result's own when there is one), each with its explode rig.
+    roots = [o for c in (collection.children or [collection]) for o in c.objects if o.parent is None]
+    for root in roots:
+        set_explode(root, explode)
     if blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:

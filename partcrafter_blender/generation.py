@@ -8,6 +8,7 @@ background) and by the command line, so both decide "is this input usable" and
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import time
 import uuid
@@ -217,6 +218,7 @@ def provenance(outcome: GenerationOutcome) -> dict[str, Any]:
         "requested_parts": int(r.requested_parts or 0),  # 0 stands for Auto: ID properties cannot hold None
         "produced_parts": int(r.produced_parts),
         "failed_parts": len(r.failed_parts),
+        "failed_part_reasons": json.dumps({str(f.index + 1): f.reason for f in r.failed_parts}),
         "image_sha256": outcome.image.sha256,
         "job_id": outcome.job_id,
         "created": outcome.created,

@@ -106,6 +106,13 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         unit="LENGTH",
     )
 
+    keep_regeneration_data: bpy.props.BoolProperty(
+        name="Keep Regeneration Data",
+        description="Keep each local result's part latents and image in this extension's user folder, so that "
+        "single parts can be regenerated later (Erase removes them all)",
+        default=True,
+    )
+
     server: bpy.props.PointerProperty(type=ServerSettings)
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -133,6 +140,9 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
                 col.label(text=problem, icon="ERROR")
             col.operator("partcrafter.check_local_engine", icon="CHECKMARK")
             _draw_check_report(col, context)
+            row = layout.row()
+            row.prop(self, "keep_regeneration_data")
+            row.operator("partcrafter.erase_regeneration_data", icon="TRASH")
         else:
             draw_server_preferences(layout, self.server, context)
         layout.prop(self, "import_size")
@@ -163,6 +173,7 @@ def get_preferences(context: bpy.types.Context | None = None) -> Any:
         **NEURAL_DEFAULTS,
         engine_extra_options="",
         import_size=DEFAULT_IMPORT_SIZE,
+        keep_regeneration_data=True,
     )
 
 

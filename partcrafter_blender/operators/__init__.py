@@ -9,15 +9,20 @@ from . import (
     _job_mixin,
     cancel,
     check_local_engine,
+    explode,
+    export_glb,
     generate,
     import_parts,
+    parts,
+    regenerate,
     server_consent,
     server_data,
     server_jobs,
     variants,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants,
+           explode, parts, regenerate, export_glb)
 
 _registered: list[type] = []
 

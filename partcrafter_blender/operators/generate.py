@@ -11,12 +11,13 @@ from ..inference import GenerationParams, InputImageError
 from ..inference.params import param_specs
 from ..param_props import unstored, with_param_properties
 from ..preferences import engine_options, get_preferences
-from ..scene.variants import build_result, result_parts
+from ..scene.variants import build_result, collection_parts
 from ..scene.sources import image_input_from_blender
 from ..server_backend import AfterImport, engine_for, server_poll_problem, uses_server
 from ..ui.settings import AUTO_TOGGLES
 from ._job_mixin import JobOperatorMixin, job_state
 from ._select import select_result
+from .regenerate import keep_regeneration_state, record_regeneration_state
 
 
 @with_param_properties()  # num_parts, seed, steps, ... (inference/params.py); 0 parts is Auto
@@ -95,6 +96,8 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         image = self._image_input()
         params = self.params()
         options = engine_options(prefs, self.engine or prefs.engine)
+        if params.variants == 1:  # a variants result cannot be regenerated, so it keeps no data
+            keep_regeneration_state(context, options)
         make_engine, self._after_import = engine_for(self, context, self.engine or prefs.engine, options)
         return lambda progress, cancel: run_generation(image, params, make_engine, progress, cancel, options)
 
@@ -114,7 +117,7 @@ class PARTCRAFTER_OT_generate(JobOperatorMixin, bpy.types.Operator):
         warning = self._after_import(context, result) if self._after_import else ""
         if warning:
             self.report({"WARNING"}, warning)
-        summary = f"{collection.name}: {len(result_parts(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
+        summary = f"{collection.name}: {len(collection_parts(collection))} parts from '{result.engine}' in {outcome.seconds:.1f} s"
         job_state(context).last_result = summary
         if result.failed_parts:
             failed = "; ".join(f"part {f.index + 1}: {f.reason}" for f in result.failed_parts)
@@ -139,6 +142,9 @@ def import_outcome(
     )
     if collection.children:
         context.view_layer.update()  # the nested variant collections join the view layer
+    else:  # a variants result has no regeneration data (Regenerate refuses it, see regenerate.py)
+        root = next(o for o in collection.objects if o.parent is None)
+        record_regeneration_state(root, outcome.result.metadata)
     select_result(context, collection.children[0] if collection.children else collection)
     return collection
 

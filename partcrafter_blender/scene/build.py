@@ -21,6 +21,7 @@ import numpy as np
 
 from ..inference import PartCrafterError, PartMesh, part_name
 from ..inference.srgb import srgb_to_linear
+from .explode import rig_explode
 
 PROP_PREFIX = "partcrafter_"
 
@@ -56,7 +57,7 @@ def build_parts(
     if not size > 0:
         raise SceneBuildError(f"The import size must be positive (got {size}).")
     cleaned = [_checked_part(i, p) for i, p in enumerate(parts)]
-    placed = _place(cleaned, size)
+    placed, scale, anchor = _place(cleaned, size)
     colors = _part_colors(parts)
     target = parent_collection if parent_collection is not None else bpy.context.scene.collection
 
@@ -71,13 +72,16 @@ def build_parts(
         root.empty_display_size = 0.25 * size
         root.location = tuple(location)
         _set_props(root, provenance)
+        # How engine-frame vertices map here, so regenerated parts land where their originals were.
+        root[PROP_PREFIX + "import_scale"] = scale
+        root[PROP_PREFIX + "import_anchor"] = [float(x) for x in anchor]
         collection.objects.link(root)
+        objects = []
         for i, (part, checked, (verts, center)) in enumerate(zip(parts, cleaned, placed, strict=True)):
             name = f"{base}.{part.name if name_by_part else part_name(i)}"
-            mesh = bpy.data.meshes.new(name)
+            mesh = new_part_mesh(name, verts, checked.faces)
             created.append(mesh)
-            _fill_mesh(mesh, verts, checked.faces)
-            material = _material(name, colors[i])
+            material = part_material(name, colors[i])
             created.append(material)
             mesh.materials.append(material)
             obj = bpy.data.objects.new(name, mesh)
@@ -88,12 +92,34 @@ def build_parts(
             _set_props(obj, provenance)
             obj[PROP_PREFIX + "part_index"] = i
             obj[PROP_PREFIX + "part_name"] = part.name
+            obj[PROP_PREFIX + "vertex_count"] = len(mesh.vertices)
             collection.objects.link(obj)
+            objects.append(obj)
+        rig_explode(root, objects)
         target.children.link(collection)
     except BaseException:
         _remove(created)
         raise
     return collection
+
+
+def new_part_mesh(name: str, verts: np.ndarray, faces: np.ndarray) -> bpy.types.Mesh:
+    """A mesh datablock holding one placed part (vertices from `place_part`)."""
+    mesh = bpy.data.meshes.new(name)
+    try:
+        _fill_mesh(mesh, verts, faces)
+    except BaseException:
+        bpy.data.meshes.remove(mesh)
+        raise
+    return mesh
+
+
+def place_part(index: int, part: PartMesh, scale: float, anchor: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One engine part checked and placed with a result's own scale and anchor (see
+    `_place`): (vertices relative to its centre, faces, centre relative to the empty)."""
+    checked = _checked_part(index, part)
+    verts, centre = _placed(checked, scale, np.asarray(anchor, dtype=np.float64))
+    return verts, checked.faces, centre
 
 
 def part_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:
@@ -148,30 +174,35 @@ def _checked_part(index: int, part: PartMesh) -> _CheckedPart:
     return _CheckedPart(v, f, lo, hi)
 
 
-def _place(parts: list[_CheckedPart], size: float) -> list[tuple[np.ndarray, np.ndarray]]:
+def _place(parts: list[_CheckedPart], size: float) -> tuple[list[tuple[np.ndarray, np.ndarray]], float, np.ndarray]:
     """Per part: Z-up, scaled float32 vertices relative to the part's own bounding-box
-    centre, and that centre (the object location relative to the parent empty). The whole
-    result is `size` across its largest dimension, centred in X/Y and standing on Z = 0.
-    Everything but the final vertex transform is worked out on the bounding boxes."""
-    # Z-up bounding boxes straight from the engine-frame ones: (x, y, z) -> (x, -z, y)
-    # makes the minimum (x_lo, -z_hi, y_lo) and the maximum (x_hi, -z_lo, y_hi).
-    lo_z = np.array([(p.lo[0], -p.hi[2], p.lo[1]) for p in parts])
-    hi_z = np.array([(p.hi[0], -p.lo[2], p.hi[1]) for p in parts])
+    centre, and that centre (the object location relative to the parent empty); then the
+    scale and the anchor used. The whole result is `size` across its largest dimension,
+    centred in X/Y and standing on Z = 0. Worked out on the bounding boxes."""
+    lo_z = np.array([_z_up_bounds(p)[0] for p in parts])
+    hi_z = np.array([_z_up_bounds(p)[1] for p in parts])
     lo, hi = lo_z.min(axis=0), hi_z.max(axis=0)
     extent = float((hi - lo).max())
     scale = size / extent if extent > 0 else 1.0
     anchor = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
-    placed = []
-    for part, part_lo, part_hi in zip(parts, lo_z, hi_z, strict=True):
-        middle = (part.lo + part.hi) / 2  # engine frame
-        v = part.vertices
-        local = np.empty(v.shape, dtype=np.float32)
-        # Column by column (a strided copy each, no (n, 3) temporaries); the differences in
-        # float64 so that parts far from the origin keep their precision.
-        for dst, src, sign in ((0, 0, 1.0), (1, 2, -1.0), (2, 1, 1.0)):
-            local[:, dst] = np.subtract(v[:, src], middle[src], dtype=np.float64) * (sign * scale)
-        placed.append((local, ((part_lo + part_hi) / 2 - anchor) * scale))
-    return placed
+    return [_placed(part, scale, anchor) for part in parts], scale, anchor
+
+
+def _z_up_bounds(part: _CheckedPart) -> tuple[np.ndarray, np.ndarray]:
+    # (x, y, z) -> (x, -z, y) makes the minimum (x_lo, -z_hi, y_lo) and the maximum (x_hi, -z_lo, y_hi).
+    return (np.array((part.lo[0], -part.hi[2], part.lo[1])), np.array((part.hi[0], -part.lo[2], part.hi[1])))
+
+
+def _placed(part: _CheckedPart, scale: float, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    part_lo, part_hi = _z_up_bounds(part)
+    middle = (part.lo + part.hi) / 2  # engine frame
+    v = part.vertices
+    local = np.empty(v.shape, dtype=np.float32)
+    # Column by column (a strided copy each, no (n, 3) temporaries); the differences in
+    # float64 so that parts far from the origin keep their precision.
+    for dst, src, sign in ((0, 0, 1.0), (1, 2, -1.0), (2, 1, 1.0)):
+        local[:, dst] = np.subtract(v[:, src], middle[src], dtype=np.float64) * (sign * scale)
+    return local, ((part_lo + part_hi) / 2 - anchor) * scale
 
 
 def _fill_mesh(mesh: bpy.types.Mesh, verts: np.ndarray, faces: np.ndarray) -> None:
@@ -236,7 +267,7 @@ def _part_colors(parts: Sequence[PartMesh]) -> list[tuple[float, float, float, f
     return out
 
 
-def _material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.Material:
+def part_material(name: str, srgb: tuple[float, float, float, float]) -> bpy.types.Material:
     linear = (*(float(x) for x in srgb_to_linear(srgb[:3])), srgb[3] if len(srgb) > 3 else 1.0)
     material = bpy.data.materials.new(name)
     material.diffuse_color = linear

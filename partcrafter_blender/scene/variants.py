@@ -58,9 +58,9 @@ def build_result(
     return parent
 
 
-def result_parts(collection: bpy.types.Collection) -> list[bpy.types.Object]:
+def collection_parts(collection: bpy.types.Collection) -> list[bpy.types.Object]:
     """The part objects of a result: its own, or each variant's in turn."""
-    return part_objects(collection) + [o for child in collection.children for o in result_parts(child)]
+    return part_objects(collection) + [o for child in collection.children for o in collection_parts(child)]
 
 
 def variant_of(obj: bpy.types.Object | None) -> tuple[bpy.types.Collection, bpy.types.Collection] | None:

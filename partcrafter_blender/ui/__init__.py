@@ -14,10 +14,11 @@ _registered: list[type] = []
 def register() -> None:
     # Imported here, not at the top: preferences.py imports ui.server_preferences, and
     # these modules import the operators, which import preferences.
-    from . import menus, panel, server_panel, settings
+    from . import menus, panel, parts_list, server_panel, settings
 
     settings.register()
-    for cls in (*panel.classes, *server_panel.classes):
+    parts_list.register()
+    for cls in (*panel.classes, *server_panel.classes, *parts_list.classes):
         bpy.utils.register_class(cls)
         _registered.append(cls)
     menus.register()
@@ -25,10 +26,11 @@ def register() -> None:
 
 
 def unregister() -> None:
-    from . import menus, panel, settings
+    from . import menus, panel, parts_list, settings
 
     bpy.types.STATUSBAR_HT_header.remove(panel.draw_statusbar)
     menus.unregister()
     while _registered:
         bpy.utils.unregister_class(_registered.pop())
+    parts_list.unregister()
     settings.unregister()

@@ -133,6 +133,19 @@ class GappyEngine(FixedEngine):
         return self.result(request, [_named(box_part(i), i) for i in (0, 2)], [FailedPart(1, "no surface")])
 
 
+class PartlyFailingEngine(FixedEngine):
+    """`num_parts` - 1 boxes; the last part fails, with a reason (as PartCrafter's decoder reports it)."""
+
+    name = "partly_failing"
+
+    def generate(
+        self, request: GenerationRequest, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> GenerationResult:
+        n = request.num_parts or 3
+        failed = [FailedPart(index=n - 1, reason="no surface found at this resolution")]
+        return self.result(request, [box_part(i) for i in range(n - 1)], failed)
+
+
 class UnavailableEngine(FixedEngine):
     name = "unavailable"
 
@@ -140,7 +153,10 @@ class UnavailableEngine(FixedEngine):
         return Availability(False, "The test engine needs hardware this machine does not have.")
 
 
-ENGINES = (FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, GappyEngine, UnavailableEngine)
+ENGINES = (
+    FixedEngine, SlowEngine, FailingEngine, CrashingEngine, BrokenMeshEngine, GappyEngine, PartlyFailingEngine,
+    UnavailableEngine,
+)
 
 
 def register_all() -> None:

@@ -191,7 +191,7 @@ def test_a_failure_halfway_through_building_removes_what_was_built(scene, demo_i
 
     from partcrafter_blender.scene import build
 
-    real_material = build._material
+    real_material = build.part_material
     calls = []
 
     def fail_on_third_part(name, color):
@@ -200,7 +200,7 @@ def test_a_failure_halfway_through_building_removes_what_was_built(scene, demo_i
             raise build.SceneBuildError("injected failure on the third part")
         return real_material(name, color)
 
-    monkeypatch.setattr(build, "_material", fail_on_third_part)
+    monkeypatch.setattr(build, "part_material", fail_on_third_part)
     before = snapshot()
     with pytest.raises(RuntimeError, match="injected failure on the third part"):
         generate(bpy, demo_image, num_parts=4)

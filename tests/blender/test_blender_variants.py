@@ -17,7 +17,7 @@ def _variants(bpy, demo_image, count: int, seed: int = 5):
 def test_variants_are_laid_out_side_by_side_and_labelled_with_their_seeds(scene, demo_image):
     import bpy
 
-    from partcrafter_blender.scene.variants import result_parts
+    from partcrafter_blender.scene.variants import collection_parts
 
     parent = _variants(bpy, demo_image, 3)
     assert parent.name in scene.collection.children
@@ -32,7 +32,7 @@ def test_variants_are_laid_out_side_by_side_and_labelled_with_their_seeds(scene,
         assert len(parts) == 3 and all(o["partcrafter_seed"] == child.objects[0]["partcrafter_seed"] for o in parts)
     splits = {tuple(len(o.data.polygons) for o in c.objects if o.type == "MESH") for c in children}
     assert len(splits) == 3  # three seeds, three different splits
-    assert len(result_parts(parent)) == 9
+    assert len(collection_parts(parent)) == 9
     assert bpy.context.view_layer.objects.active.name in children[0].objects
 
 
@@ -60,3 +60,27 @@ def test_one_variant_is_one_collection_as_before(scene, demo_image):
     assert generate(bpy, demo_image, engine="relief", num_parts=2, quality="draft", variants=1) == {"FINISHED"}
     assert demo_image.stem in bpy.data.collections
     assert f"{demo_image.stem} variants" not in bpy.data.collections
+
+
+def test_each_variant_has_its_explode_rig_and_regenerate_refuses_variants(scene, demo_image):
+    import bpy
+    import pytest
+
+    from partcrafter_blender.scene.explode import set_explode
+
+    parent = _variants(bpy, demo_image, 2)
+    for child in parent.children:
+        root = next(o for o in child.objects if o.parent is None)
+        parts = [o for o in child.objects if o.type == "MESH"]
+        assert "partcrafter_explode" in root and all(o.animation_data and o.animation_data.drivers for o in parts)
+        rest = [o.matrix_world.translation.copy() for o in parts]
+        set_explode(root, 1.0)  # tagged, as the UI does
+        bpy.context.view_layer.update()
+        assert all((o.matrix_world.translation - r).length > 0.01 for o, r in zip(parts, rest))  # drivers follow
+        assert "partcrafter_state_file" not in root  # a variant keeps no regeneration data
+    part = next(o for o in parent.children[1].objects if o.type == "MESH")
+    bpy.ops.object.select_all(action="DESELECT")
+    part.select_set(True)
+    bpy.context.view_layer.objects.active = part
+    with pytest.raises(RuntimeError, match="is a seed variant; regenerating parts needs a single result.*seed 6"):
+        bpy.ops.partcrafter.regenerate()

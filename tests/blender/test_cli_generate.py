@@ -13,6 +13,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from partcrafter_blender.inference.glb import read_glb_extras, read_glb_file
@@ -196,6 +197,23 @@ def test_non_blender_modules_import_without_bpy(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_explode_reaches_the_blend_and_the_glb(tmp_path):
+    proc = cli(
+        "generate", str(DEMO), "--parts", "3", "--engine", "fixed", "--explode", "1", "--out", "e.blend",
+        "--glb", "e.glb", cwd=tmp_path, test_engines=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    flat = cli("generate", str(DEMO), "--parts", "3", "--engine", "fixed", "--glb", "f.glb", cwd=tmp_path,
+               test_engines=True)
+    assert flat.returncode == 0, flat.stderr
+    exploded, generated = read_glb_file(tmp_path / "e.glb"), read_glb_file(tmp_path / "f.glb")
+    centres = [p.vertices.mean(axis=0) for p in exploded]
+    assert all(np.linalg.norm(p.vertices.mean(axis=0) - q.vertices.mean(axis=0)) > 0.1 for p, q in zip(exploded, generated))
+    assert len({tuple(np.round(c, 3)) for c in centres}) == 3
+    bad = cli("generate", str(DEMO), "--engine", "fixed", "--explode", "-1", cwd=tmp_path, test_engines=True)
+    assert_clean_failure(bad, 2, "--explode must be 0 or more, got -1.0")
+
+
 def test_variants_from_the_command_line_give_one_glb_node_per_seed(tmp_path):
     proc = cli(
         "generate", str(DEMO), "--parts", "3", "--seed", "8", "--variants", "2", "--quality", "draft",
@@ -211,6 +229,14 @@ def test_variants_from_the_command_line_give_one_glb_node_per_seed(tmp_path):
     assert [p.variant for p in parts] == [0, 0, 0, 1, 1, 1]
     assert read_glb_extras(data)["variant_seeds"] == [8, 9]
     assert "Variant 2 of 2 (seed 9)" in proc.stderr  # one progress line-up for both
+    exploded = cli(
+        "generate", str(DEMO), "--parts", "3", "--seed", "8", "--variants", "2", "--quality", "draft",
+        "--max-triangles", "3000", "--explode", "1", "--glb", "exploded.glb", cwd=tmp_path,
+    )  # fmt: skip
+    assert exploded.returncode == 0, exploded.stderr
+    moved = read_glb_file(tmp_path / "exploded.glb")
+    assert [p.variant for p in moved] == [0, 0, 0, 1, 1, 1]  # each variant has its own explode rig
+    assert all(np.linalg.norm(p.vertices.mean(axis=0) - q.vertices.mean(axis=0)) > 0.1 for p, q in zip(moved, parts))
 
 
 def test_variants_out_of_range_are_refused_by_the_flag(tmp_path):

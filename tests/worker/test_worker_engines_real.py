@@ -51,6 +51,24 @@ def test_relief_in_worker_equals_in_process():
     _assert_same(worker.generate(request), create_engine("relief").generate(request))
 
 
+def test_partcrafter_regenerates_in_a_worker_and_says_when_the_sidecar_is_gone(tmp_path):
+    pytest.importorskip("torch")
+    from partcrafter_blender.inference import EngineFailed
+
+    image = load_image(PIPELINE / "robot_np3.png")
+    options = {"weights_path": str(PIPELINE), "device": "cpu", "num_tokens": 64, "dense_depth": 3,
+               "hierarchical_depth": 4, "state_dir": str(tmp_path)}
+    worker = WorkerEngine(sys.executable, "partcrafter", options=options)
+    first = worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=5))
+    sidecar = {"regenerate_from": first.metadata["state_file"], "regenerate_sha256": first.metadata["state_sha256"],
+               "regenerate_parts": [1]}
+    again = worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=6, options=sidecar))
+    assert [p.name for p in again.parts] == ["part_01"] and again.metadata["regenerated_parts"] == [1]
+    Path(first.metadata["state_file"]).unlink()
+    with pytest.raises(EngineFailed, match="regeneration data of this result .* is missing"):
+        worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=7, options=sidecar))
+
+
 def test_variants_run_in_the_worker_as_one_result():
     from partcrafter_blender.inference import run_engine
 

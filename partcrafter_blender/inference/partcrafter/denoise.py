@@ -26,6 +26,8 @@ from .scheduler import RectifiedFlowScheduler
 # trace(step_index, tensors): tensors holds timestep, latents_in, noise_pred_raw,
 # noise_pred_guided and latents_out for that step (for conformance checks and debugging).
 StepTrace = Callable[[int, dict[str, torch.Tensor]], None]
+# constrain(latents, sigma) -> latents: fixes some rows to where the flow must be at sigma.
+Constrain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def initial_noise(num_parts: int, num_tokens: int, channels: int, seed: int) -> torch.Tensor:
@@ -60,6 +62,7 @@ def denoise(
     should_stop: Callable[[], bool] | None = None,
     cancel: CancelToken | None = None,
     trace: StepTrace | None = None,
+    constrain: Constrain | None = None,
     variant_seeds: Sequence[int] = (),
 ) -> torch.Tensor:
     """image_embeds [N, L, D] (one row per part) -> final latents [N, num_tokens, C], float32.
@@ -67,7 +70,8 @@ def denoise(
     `variant_seeds`: denoise one object per seed in one batch (`seed` is then unused);
     the result is [K * N, num_tokens, C], object after object.
     `progress(done, total)` is called after every step; `should_stop()` / `cancel` are checked
-    before every step and raise Cancelled.
+    before every step and raise Cancelled. `constrain(latents, sigma)`, when given, may set
+    rows of the latents before every step and after the last one (inpainting, see inpaint.py).
     """
     device = image_embeds.device
     dtype = transformer.proj_in.weight.dtype
@@ -95,6 +99,8 @@ def denoise(
     for i, t in enumerate(scheduler.timesteps):
         if _stop_requested(should_stop, cancel):
             raise Cancelled()
+        if constrain is not None:
+            latents = constrain(latents, scheduler.sigmas[i])
         model_in = torch.cat([latents, latents]) if guided else latents
         raw = transformer(model_in.to(dtype), t, None, num_parts=sizes, condition=condition, part_rows=rows).float()
         if guided:
@@ -109,4 +115,6 @@ def denoise(
         latents = latents_out
         if progress is not None:
             progress(i + 1, total)
+    if constrain is not None:
+        latents = constrain(latents, scheduler.sigmas[-1])
     return latents

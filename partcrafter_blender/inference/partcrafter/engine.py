@@ -19,6 +19,13 @@ then environment variables:
     fast_decode         -                     false (default: the official geometry) | true: an
                                               approximate coarse-to-fine decode, about 4x fewer
                                               decoder FLOPs (docs/partcrafter-engine.md, "Fast decode")
+    state_dir           -                     keep what regenerating parts needs in a sidecar file
+                                              there (inference/partstate.py); metadata names it
+    regenerate_from,
+    regenerate_sha256,
+    regenerate_parts    -                     regenerate the parts (0-based indices) of the result
+                                              whose sidecar this is, with the request's seed
+                                              (inpaint.py); only those parts are returned
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from ..contract import ProgressEvent, part_name
 from ..decimate import decimate, part_targets
 from ..errors import Cancelled, EngineFailed, EngineUnavailable, InputImageError, missing_packages_message
 from ..foreground import require_foreground
+from ..partstate import RegenerationDataError, load_state, save_state
 from .weights import verify_weights_folder
 
 ENGINE_VERSION = "partcrafter-cleanroom-1"
@@ -200,20 +208,26 @@ class PartCrafterEngine:
         try:
             pipe = _load_pipeline(str(settings["weights_path"]), str(settings["device"]), str(settings["dtype"]),
                                   str(settings["offload"]))
-            output = pipe(
-                request.image,
-                num_parts,
-                seed=request.seed,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
-                num_tokens=num_tokens,
-                geometry=GeometrySettings(dense_depth=dense, hierarchical_depth=hierarchical, coarse_levels=coarse,
-                                          topk_first_chunk=not fast_decode, **limit),
-                progress=progress,
-                cancel=cancel,
-                variant_seeds=request.variant_seeds() if request.variants > 1 else (),
-            )
-        except (Cancelled, EngineUnavailable, InputImageError, EngineFailed):
+            geometry = GeometrySettings(dense_depth=dense, hierarchical_depth=hierarchical, coarse_levels=coarse,
+                                        topk_first_chunk=not fast_decode, **limit)
+            if settings.get("regenerate_from"):
+                indices, output = _regenerate(pipe, request, settings, geometry, progress, cancel)
+                num_parts, num_tokens = output.latents.shape[:2]
+            else:
+                output = pipe(
+                    request.image,
+                    num_parts,
+                    seed=request.seed,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance,
+                    num_tokens=num_tokens,
+                    geometry=geometry,
+                    progress=progress,
+                    cancel=cancel,
+                    variant_seeds=request.variant_seeds() if request.variants > 1 else (),
+                )
+                indices = list(range(len(output.meshes)))
+        except (Cancelled, EngineUnavailable, InputImageError, EngineFailed, RegenerationDataError):
             raise
         except torch.cuda.OutOfMemoryError as exc:
             release_cached_pipeline()
@@ -224,13 +238,17 @@ class PartCrafterEngine:
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineFailed(f"PartCrafter failed: {exc}") from exc
 
-        # Row r of the output is part r % num_parts of variant r // num_parts.
-        meshes = [(index, mesh) for index, mesh in enumerate(output.meshes) if mesh is not None]
+        # Row r of the output is part r % num_parts of variant r // num_parts; a regeneration
+        # returns only its chosen parts, and `indices` says which.
+        meshes = [(index, mesh) for index, mesh in zip(indices, output.meshes, strict=True) if mesh is not None]
         if not meshes:
             reasons = "; ".join(f"part {f.index + 1}: {f.reason}" for f in output.failures)
             raise EngineFailed(f"PartCrafter produced no part with a surface ({reasons}).")
         report(ProgressEvent("decimate", 1.0, "Reducing the parts to the triangle budget"))
         budget = request.max_triangles or DEFAULT_PART_TRIANGLES[request.quality]
+        if settings.get("regenerate_from") and request.budget_scope == "model":
+            # The kept parts are not returned: the regenerated ones get their share of the whole.
+            budget = max(1, budget * len(indices) // num_parts)
         targets: list[int] = []  # a whole-result budget holds for each variant
         for variant in range(request.variants):
             counts = [len(m.faces) for i, m in meshes if i // num_parts == variant]
@@ -267,7 +285,15 @@ class PartCrafterEngine:
             "peak_rss_bytes": output.peak_rss_bytes,
             "decimation": reduction,
         }
-        if request.num_parts is None:
+        if settings.get("regenerate_from"):
+            metadata["regenerated_parts"] = indices
+        if settings.get("state_dir") and request.variants == 1:  # the sidecar holds one object
+            metadata["state_file"], metadata["state_sha256"] = save_state(
+                settings["state_dir"],
+                {"latents": output.latents.numpy(), "image_embeds": output.image_embeds[:1].numpy(), "image": request.image},
+                {"engine": self.name, "engine_version": ENGINE_VERSION, "num_parts": num_parts},
+            )
+        if request.num_parts is None and not settings.get("regenerate_from"):
             metadata["auto_parts_note"] = (
                 f"PartCrafter needs an explicit part count; Auto used {AUTO_NUM_PARTS}. Choose a count for other splits."
             )
@@ -284,3 +310,27 @@ class PartCrafterEngine:
             variant_seeds=request.variant_seeds() if request.variants > 1 else [],
             metadata=metadata,
         )
+
+
+def _regenerate(pipe: Any, request: GenerationRequest, settings: dict[str, Any], geometry: Any,
+                progress: ProgressCallback | None, cancel: CancelToken | None) -> tuple[list[int], Any]:
+    """The stored result's parts `regenerate_parts` made afresh with the request's seed."""
+    import torch
+
+    from .inpaint import check_indices, regenerate_parts
+
+    if request.variants > 1:
+        raise InputImageError("Regenerating parts makes one result; set Variants to 1.")
+    arrays, meta = load_state(str(settings["regenerate_from"]), str(settings.get("regenerate_sha256", "")))
+    if meta.get("engine") != PartCrafterEngine.name or "latents" not in arrays:
+        raise RegenerationDataError("This regeneration data was not made by the PartCrafter engine.")
+    raw = settings.get("regenerate_parts", [])
+    wanted = [int(x) for x in (raw.split(",") if isinstance(raw, str) else raw)]
+    latents = torch.from_numpy(arrays["latents"])
+    indices = check_indices(wanted, latents.shape[0])
+    output = regenerate_parts(
+        pipe, torch.from_numpy(arrays["image_embeds"]), latents, indices, seed=request.seed,
+        num_inference_steps=request.steps, guidance_scale=request.guidance, geometry=geometry,
+        progress=progress, cancel=cancel,
+    )
+    return indices, output

@@ -22,9 +22,12 @@ from ..contract import (
     ProgressEvent,
     part_name,
 )
+from ..errors import InputImageError
+from ..partstate import save_state
 from .matting import extract_foreground
 from .meshing import build_grid, mesh_parts, object_frame
-from .segmentation import segment
+from .regenerate import resegment, stored_labels
+from .segmentation import Segmentation, segment
 
 VERSION = "1.0"
 
@@ -74,7 +77,16 @@ class ReliefEngine:
 
         emit("segmentation", 0.2, "Splitting the object into parts")
         t = time.perf_counter()
-        seg = segment(matte.lab, matte.mask, request.num_parts, superpixels, token.raise_if_cancelled, request.seed)
+        regenerate = _regeneration(request)
+        if regenerate is not None:  # only the selected parts' region is split again
+            stored, indices = regenerate
+            labels, indices = resegment(matte, stored, indices, request.seed, superpixels, token.raise_if_cancelled,
+                                        request.num_parts)
+            seg = Segmentation(labels=labels, count=int(labels.max()) + 1, auto_reason="")
+        else:
+            seg = segment(matte.lab, matte.mask, request.num_parts, superpixels, token.raise_if_cancelled,
+                          request.seed)
+            indices = list(range(seg.count))
         stages["segmentation"] = time.perf_counter() - t
 
         emit("meshing", 0.5, f"Building {seg.count} part meshes")
@@ -99,8 +111,8 @@ class ReliefEngine:
         stages["meshing"] = time.perf_counter() - t
 
         parts = [
-            PartMesh(name=part_name(k), vertices=g.vertices, faces=g.faces, color=colours[k])
-            for k, g in enumerate(geometry)
+            PartMesh(name=part_name(k), vertices=geometry[k].vertices, faces=geometry[k].faces, color=colours[k])
+            for k in indices
         ]
         metadata: dict[str, Any] = {
             "preview": "Fast classical preview (relief engine), not PartCrafter.",
@@ -116,7 +128,14 @@ class ReliefEngine:
                 "scale": frame.scale / matte.px,
             },
         }
-        if request.num_parts is None:
+        if regenerate is not None:
+            metadata["regenerated_parts"] = indices
+        if request.options.get("state_dir"):
+            metadata["state_file"], metadata["state_sha256"] = save_state(
+                request.options["state_dir"], {"image": request.image, "labels": seg.labels},
+                {"engine": self.name, "engine_version": VERSION, "num_parts": seg.count},
+            )
+        if request.num_parts is None and regenerate is None:
             metadata["auto_parts"] = {"count": seg.count, "reason": seg.auto_reason}
         report(ProgressEvent("meshing", 1.0, f"Done: {seg.count} parts"))
         return GenerationResult(
@@ -145,3 +164,15 @@ def _part_colours(rgb: np.ndarray, labels: np.ndarray, count: int) -> list[tuple
         r, g, b = (np.median(chunk, axis=0) / 255.0).tolist()
         colours.append((round(r, 4), round(g, 4), round(b, 4), 1.0))
     return colours
+
+
+def _regeneration(request: GenerationRequest) -> tuple[np.ndarray, list[int]] | None:
+    """(stored labels, part indices) when the request regenerates parts of a result, else None."""
+    source = request.options.get("regenerate_from")
+    if not source:
+        return None
+    image, labels = stored_labels(str(source), str(request.options.get("regenerate_sha256", "")))
+    if image.shape != request.image.shape or not np.array_equal(image, request.image):
+        raise InputImageError("Regenerating parts needs the image the result was made from (the one kept with it).")
+    raw = request.options.get("regenerate_parts", [])
+    return labels, sorted({int(x) for x in (raw.split(",") if isinstance(raw, str) else raw)})
