@@ -113,8 +113,9 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
         state_file, state_sha = str(root.get(STATE_FILE, "")), str(root.get(STATE_SHA256, ""))
         arrays, _meta = load_state(state_file, state_sha)  # a missing or changed sidecar is said before any work
         prefs = get_preferences(context)
+        engine = str(root[PROP_PREFIX + "engine"])
         options: dict[str, Any] = {
-            **engine_options(prefs),
+            **engine_options(prefs, engine),  # Extra Options the result's engine does not know are refused
             "regenerate_from": state_file,
             "regenerate_sha256": state_sha,
             "regenerate_parts": sorted(self._targets),
@@ -122,7 +123,6 @@ class PARTCRAFTER_OT_regenerate(JobOperatorMixin, bpy.types.Operator):
         }
         params = GenerationParams.from_wire({**_recorded_params(root), "seed": self.seed, "num_parts": self.num_parts or None})
         image = ImageInput(name=root.name, rgba=arrays["image"])
-        engine = str(root[PROP_PREFIX + "engine"])
         make_engine = engine_factory(engine, bpy.path.abspath(prefs.python_executable), options)
         return lambda progress, cancel: run_generation(image, params, make_engine, progress, cancel, options)
 

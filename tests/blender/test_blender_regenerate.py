@@ -168,7 +168,7 @@ def test_relief_resegments_the_selected_region(scene, demo_image, neural):
 
     from partcrafter_blender.scene.result import result_parts
 
-    neural.engine = "relief"
+    neural.engine, neural.engine_extra_options = "relief", ""  # the neural engine's options are not relief's
     assert generate(bpy, demo_image, engine="relief", num_parts=3) == {"FINISHED"}
     root = bpy.data.objects[demo_image.stem]
     parts = result_parts(root)
