@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("skimage")
 
+from partcrafter_blender.inference import part_name  # part_01 for index 0: one naming for every engine
 from partcrafter_blender.inference import GenerationRequest, InputImageError  # noqa: E402
 from partcrafter_blender.inference.images import load_image  # noqa: E402
 from partcrafter_blender.inference.partcrafter.engine import PartCrafterEngine  # noqa: E402
@@ -98,7 +99,7 @@ def test_engine_keeps_a_sidecar_and_regenerates_from_it(conformance, image, tmp_
     assert meta["engine"] == "partcrafter"
     again = engine.generate(request(8, regenerate_from=first.metadata["state_file"],
                                     regenerate_sha256=first.metadata["state_sha256"], regenerate_parts=[0]))
-    assert [p.name for p in again.parts] == ["part_00"] and again.metadata["regenerated_parts"] == [0]
+    assert [p.name for p in again.parts] == [part_name(0)] and again.metadata["regenerated_parts"] == [0]
     assert again.seed == 8 and again.metadata["num_parts"] == 3
     assert not _same_mesh(again.parts[0], first.parts[0])
     new_arrays, _ = load_state(again.metadata["state_file"], again.metadata["state_sha256"])

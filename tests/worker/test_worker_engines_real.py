@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from partcrafter_blender.inference import part_name  # part_01 for index 0: one naming for every engine
 from partcrafter_blender.inference import GenerationRequest, create_engine
 from partcrafter_blender.inference.images import load_image
 from partcrafter_blender.inference.worker import WorkerEngine
@@ -63,7 +64,7 @@ def test_partcrafter_regenerates_in_a_worker_and_says_when_the_sidecar_is_gone(t
     sidecar = {"regenerate_from": first.metadata["state_file"], "regenerate_sha256": first.metadata["state_sha256"],
                "regenerate_parts": [1]}
     again = worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=6, options=sidecar))
-    assert [p.name for p in again.parts] == ["part_01"] and again.metadata["regenerated_parts"] == [1]
+    assert [p.name for p in again.parts] == [part_name(1)] and again.metadata["regenerated_parts"] == [1]
     Path(first.metadata["state_file"]).unlink()
     with pytest.raises(EngineFailed, match="regeneration data of this result .* is missing"):
         worker.generate(GenerationRequest(image=image.rgba, num_parts=2, steps=2, seed=7, options=sidecar))
