@@ -343,26 +343,36 @@ def _write_scene(outcome: GenerationOutcome, size: float, blend: Path | None, gl
     import bpy  # after the slow part, so bad inputs fail fast
 
     from .scene.build import gltf_part
+    from .scene.shading import build_with_texture
     from .scene.variants import build_result, result_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     result = outcome.result
-    collection = build_result(
-        result.variants(),
-        collection_name=outcome.image.name,
-        size=size,
-        provenance=provenance(outcome),
-        location=(0.0, 0.0, 0.0),
-        parent_collection=bpy.context.scene.collection,
-        name_by_part=True,
+    collection = build_with_texture(
+        result.texture,
+        outcome.image.name,
+        True,
+        lambda texture: build_result(
+            result.variants(),
+            collection_name=outcome.image.name,
+            size=size,
+            provenance=provenance(outcome),
+            location=(0.0, 0.0, 0.0),
+            parent_collection=bpy.context.scene.collection,
+            name_by_part=True,
+            texture=texture,
+        ),
+        result_parts,
     )
     objects = result_parts(collection)
     if blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:
         bpy.context.view_layer.update()  # world matrices include the parent empty's placement
-        placed = [gltf_part(obj, p.color, p.variant) for obj, p in zip(objects, result.parts, strict=True)]
-        glb.write_bytes(write_glb(placed, extras=provenance(outcome), variant_seeds=result.variant_seeds))
+        placed = [gltf_part(obj, p.color, p.variant, p.uvs) for obj, p in zip(objects, result.parts, strict=True)]
+        glb.write_bytes(
+            write_glb(placed, extras=provenance(outcome), variant_seeds=result.variant_seeds, texture=result.texture)
+        )
     return {
         "collection": collection.name,
         "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],

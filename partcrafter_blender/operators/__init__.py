@@ -14,10 +14,11 @@ from . import (
     server_consent,
     server_data,
     server_jobs,
+    shading,
     variants,
 )
 
-MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants)
+MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants, shading)
 
 _registered: list[type] = []
 

@@ -25,6 +25,7 @@ from ..contract import (
 from .matting import extract_foreground
 from .meshing import build_grid, mesh_parts, object_frame
 from .segmentation import segment
+from .texture import crop_texture, front_uvs
 
 VERSION = "1.0"
 
@@ -98,8 +99,24 @@ class ReliefEngine:
         colours = _part_colours(matte.rgb, seg.labels, seg.count)
         stages["meshing"] = time.perf_counter() - t
 
+        # Original image pixel (x, y) -> frame: X = (x - cx) * scale, Y = (cy - y) * scale.
+        image_to_frame = {
+            "cx": matte.x0 + frame.cx * matte.px,
+            "cy": matte.y0 + frame.cy * matte.py,
+            "scale": frame.scale / matte.px,
+        }
+        t = time.perf_counter()
+        token.raise_if_cancelled()
+        texture = crop_texture(request.image, matte)
+        stages["texture"] = time.perf_counter() - t
         parts = [
-            PartMesh(name=part_name(k), vertices=g.vertices, faces=g.faces, color=colours[k])
+            PartMesh(
+                name=part_name(k),
+                vertices=g.vertices,
+                faces=g.faces,
+                color=colours[k],
+                uvs=front_uvs(g.vertices, image_to_frame, texture),
+            )
             for k, g in enumerate(geometry)
         ]
         metadata: dict[str, Any] = {
@@ -109,12 +126,9 @@ class ReliefEngine:
             "grid_step_pixels": round(grid.step * matte.px, 3),
             "triangles": int(sum(len(p.faces) for p in parts)),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
-            # Original image pixel (x, y) -> frame: X = (x - cx) * scale, Y = (cy - y) * scale.
-            "image_to_frame": {
-                "cx": matte.x0 + frame.cx * matte.px,
-                "cy": matte.y0 + frame.cy * matte.py,
-                "scale": frame.scale / matte.px,
-            },
+            "image_to_frame": image_to_frame,
+            # The original pixels the texture shows: x0, y0, width, height.
+            "texture_crop": [texture.x0, texture.y0, texture.width, texture.height],
         }
         if request.num_parts is None:
             metadata["auto_parts"] = {"count": seg.count, "reason": seg.auto_reason}
@@ -129,6 +143,7 @@ class ReliefEngine:
             guidance=0.0,
             seconds=time.perf_counter() - started,
             metadata=metadata,
+            texture=texture.pixels,
         )
 
 
