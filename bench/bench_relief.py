@@ -25,7 +25,7 @@ from partcrafter_blender.inference.relief.engine import ReliefEngine
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / ".." / "shared" / "images" / "np10_b07dbghsn7.png"
 SIDES = (512, 1024, 2048)
-STAGES = ("matting", "segmentation", "meshing")
+STAGES = ("matting", "segmentation", "meshing", "texture")
 
 
 def square(rgba: np.ndarray, side: int) -> np.ndarray:
@@ -83,11 +83,11 @@ def main() -> None:
     rows = {side: time_runs(square(source, side), args.parts, args.repeats) for side in SIDES}
     base = rows[1024]["total"]
     print(f"Relief engine, {args.image.name}, {args.parts} parts, median of {args.repeats}\n")
-    print("| image | matting s | segmentation s | meshing s | total s | total / 1024^2 | pixels / 1024^2 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| image | matting s | segmentation s | meshing s | texture s | total s | total / 1024^2 | pixels / 1024^2 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for side, r in rows.items():
         print(
-            f"| {side}^2 | {r['matting']:.3f} | {r['segmentation']:.3f} | {r['meshing']:.3f} | "
+            f"| {side}^2 | {r['matting']:.3f} | {r['segmentation']:.3f} | {r['meshing']:.3f} | {r['texture']:.3f} | "
             f"{r['total']:.3f} | {r['total'] / base:.2f} | {(side / 1024) ** 2:.2f} |"
         )
     latencies = cancel_latency(square(source, 1024), [0.02 * k for k in range(1, 16)])

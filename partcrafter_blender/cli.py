@@ -352,18 +352,26 @@ def _write_scene(
 
     from .scene.build import gltf_part
     from .scene.explode import set_explode
+    from .scene.shading import build_with_texture
     from .scene.variants import build_result, collection_parts
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     result = outcome.result
-    collection = build_result(
-        result.variants(),
-        collection_name=outcome.image.name,
-        size=size,
-        provenance=provenance(outcome),
-        location=(0.0, 0.0, 0.0),
-        parent_collection=bpy.context.scene.collection,
-        name_by_part=True,
+    collection = build_with_texture(
+        result.texture,
+        outcome.image.name,
+        True,
+        lambda texture: build_result(
+            result.variants(),
+            collection_name=outcome.image.name,
+            size=size,
+            provenance=provenance(outcome),
+            location=(0.0, 0.0, 0.0),
+            parent_collection=bpy.context.scene.collection,
+            name_by_part=True,
+            texture=texture,
+        ),
+        collection_parts,
     )
     objects = collection_parts(collection)
     # One root empty per variant (the result's own when there is one), each with its explode rig.
@@ -374,8 +382,10 @@ def _write_scene(
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
     if glb:
         bpy.context.view_layer.update()  # world matrices include the parent empty's placement
-        placed = [gltf_part(obj, p.color, p.variant) for obj, p in zip(objects, result.parts, strict=True)]
-        glb.write_bytes(write_glb(placed, extras=provenance(outcome), variant_seeds=result.variant_seeds))
+        placed = [gltf_part(obj, p.color, p.variant, p.uvs) for obj, p in zip(objects, result.parts, strict=True)]
+        glb.write_bytes(
+            write_glb(placed, extras=provenance(outcome), variant_seeds=result.variant_seeds, texture=result.texture)
+        )
     return {
         "collection": collection.name,
         "parts": [{"name": o.name, "vertices": len(o.data.vertices), "faces": len(o.data.polygons)} for o in objects],

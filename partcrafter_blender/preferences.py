@@ -112,6 +112,12 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         "single parts can be regenerated later (Erase removes them all)",
         default=True,
     )
+    textured_preview: bpy.props.BoolProperty(
+        name="Picture Texture",
+        description="Show a textured result (the relief preview) with the reference picture on it; "
+        "off: flat colour per part. The panel's shading toggle switches a result afterwards",
+        default=True,
+    )
 
     server: bpy.props.PointerProperty(type=ServerSettings)
 
@@ -146,6 +152,7 @@ class PARTCRAFTER_AP_preferences(bpy.types.AddonPreferences):
         else:
             draw_server_preferences(layout, self.server, context)
         layout.prop(self, "import_size")
+        layout.prop(self, "textured_preview")
 
 
 def _draw_check_report(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:

@@ -4,8 +4,9 @@
     .venv/bin/python scripts/render_docs.py --gallery [--out docs/images]
 
 For each image: `python -m partcrafter_blender generate` (the relief engine by default)
-writes a .blend; Blender's Workbench engine renders it headless from a 3/4 view, each
-part in its own material colour; then docs/images/<name>_render.png and
+writes a .blend; Blender's Workbench engine renders it headless from a 3/4 view, with
+Texture colour (the relief preview's picture texture; parts without one show their material
+colour); then docs/images/<name>_render.png and
 docs/images/<name>_compare.png (input | render) are written, each kept small for the README.
 
 --gallery does all ten example images for docs/gallery.md: each is generated twice, with
@@ -156,7 +157,7 @@ def prepare(blend: Path, size: tuple[int, int] = (WIDTH, HEIGHT), part_colours: 
     shading = scene.display.shading
     shading.light = "STUDIO"
     shading.studio_light = "paint.sl"  # saturated, even light: part colours read like the input's
-    shading.color_type = "OBJECT" if part_colours else "MATERIAL"
+    shading.color_type = "OBJECT" if part_colours else "TEXTURE"
     if part_colours:
         for i, obj in enumerate(sorted(meshes, key=lambda o: o.name)):
             obj.color = (*(float(c) for c in srgb_to_linear(PART_COLOURS[i % len(PART_COLOURS)])), 1.0)

@@ -83,17 +83,24 @@ class CancelToken:
 class PartMesh:
     """One part: float32 vertices (V, 3) and int32 triangle faces (F, 3), with an
     optional sRGB colour (r, g, b, a) in [0, 1] used for the part's material.
-    `variant` is the index of the seed variant it belongs to (GenerationResult.variant_seeds)."""
+    `variant` is the index of the seed variant it belongs to (GenerationResult.variant_seeds).
+    `uvs` are optional float32 (V, 2) texture coordinates into GenerationResult.texture,
+    glTF's convention: (0, 0) is the image's top-left corner, v grows downwards."""
 
     name: str
     vertices: np.ndarray
     faces: np.ndarray
     color: tuple[float, float, float, float] | None = None
     variant: int = 0
+    uvs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+        if self.uvs is not None:
+            self.uvs = np.ascontiguousarray(self.uvs, dtype=np.float32).reshape(-1, 2)
+            if len(self.uvs) != len(self.vertices):
+                raise ValueError(f"Part '{self.name}' has {len(self.uvs)} UVs for {len(self.vertices)} vertices.")
 
 
 def part_name(index: int) -> str:
@@ -124,6 +131,8 @@ class GenerationResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Seed of each variant when the request asked for several (parts say which via `variant`).
     variant_seeds: list[int] = field(default_factory=list)
+    # One RGBA uint8 image (H, W, 4), top row first, shared by every part that has `uvs`.
+    texture: np.ndarray | None = None
 
     @property
     def produced_parts(self) -> int:

@@ -1,7 +1,10 @@
-"""Multi-part GLB: write and read, numpy only.
+"""Multi-part GLB: write and read, numpy only (and Pillow for an embedded picture).
 
 One glTF node and one mesh per part, each named after the part, each with its own
-material colour. Coordinates stay in glTF's Y-up frame (the engines' frame). Seed
+material colour. A textured result (the relief preview) embeds its one image once, as a
+PNG in the binary chunk; every part with UVs has TEXCOORD_0 and a material whose base
+colour texture is that image (its flat colour kept in the material's extras).
+Coordinates stay in glTF's Y-up frame (the engines' frame). Seed
 variants: one root node per variant (named "seed_N"), its parts as children, and the
 seeds in the scene's extras as `variant_seeds`.
 
@@ -11,12 +14,14 @@ bundled wheel costs the user download size; tests cross-check it against trimesh
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .contract import PartMesh, part_name
 from .errors import PartCrafterError
@@ -28,6 +33,7 @@ _CHUNK_BIN = 0x004E4942
 
 _COMPONENT_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 _TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+FLAT_COLOR_EXTRA = "flat_color"  # material extras: the part's sRGB colour when a texture shows instead
 
 
 class GLBError(PartCrafterError):
@@ -38,9 +44,15 @@ def _pad4(b: bytes, fill: bytes) -> bytes:
     return b + fill * ((-len(b)) % 4)
 
 
-def write_glb(parts: list[PartMesh], extras: dict | None = None, variant_seeds: list[int] | None = None) -> bytes:
+def write_glb(
+    parts: list[PartMesh],
+    extras: dict | None = None,
+    variant_seeds: list[int] | None = None,
+    texture: np.ndarray | None = None,
+) -> bytes:
     """Serialise parts as one binary glTF with one named node per part (under one node per
-    variant when there are several `variant_seeds`; each part's `variant` says which)."""
+    variant when there are several `variant_seeds`; each part's `variant` says which).
+    `texture` (RGBA uint8, top row first) is embedded once and used by the parts with UVs."""
     gltf: dict = {
         "asset": {"version": "2.0", "generator": "PartCrafter for Blender"},
         "scene": 0,
@@ -56,30 +68,47 @@ def write_glb(parts: list[PartMesh], extras: dict | None = None, variant_seeds: 
         gltf["scenes"][0]["extras"] = dict(extras)
     blob = bytearray()
 
-    def add_view(arr: np.ndarray, target: int) -> int:
+    def add_view(data: bytes, target: int | None) -> int:
         offset = len(blob)
-        data = arr.tobytes()
         blob.extend(_pad4(data, b"\x00"))
-        gltf["bufferViews"].append({"buffer": 0, "byteOffset": offset, "byteLength": len(data), "target": target})
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target is not None:  # images are not vertex data: no target
+            view["target"] = target
+        gltf["bufferViews"].append(view)
         return len(gltf["bufferViews"]) - 1
+
+    textured = texture is not None and any(p.uvs is not None for p in parts)
+    if textured:
+        gltf["images"] = [{"bufferView": add_view(_png(texture), None), "mimeType": "image/png", "name": "reference"}]
+        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+        gltf["textures"] = [{"source": 0, "sampler": 0}]
 
     for i, part in enumerate(parts):
         v = np.ascontiguousarray(part.vertices, dtype=np.float32)
         f = np.ascontiguousarray(part.faces, dtype=np.uint32).reshape(-1)
-        pos_view = add_view(v, 34962)
-        idx_view = add_view(f, 34963)
+        pos_view = add_view(v.tobytes(), 34962)
+        idx_view = add_view(f.tobytes(), 34963)
         vmin = v.min(axis=0).tolist() if len(v) else [0.0, 0.0, 0.0]
         vmax = v.max(axis=0).tolist() if len(v) else [0.0, 0.0, 0.0]
         gltf["accessors"].append(
             {"bufferView": pos_view, "componentType": 5126, "count": len(v), "type": "VEC3", "min": vmin, "max": vmax}
         )
         gltf["accessors"].append({"bufferView": idx_view, "componentType": 5125, "count": int(f.size), "type": "SCALAR"})
+        attributes = {"POSITION": len(gltf["accessors"]) - 2}
+        indices = len(gltf["accessors"]) - 1
         color = list(part.color) if part.color is not None else [0.8, 0.8, 0.8, 1.0]
-        gltf["materials"].append(
-            {"name": part.name, "pbrMetallicRoughness": {"baseColorFactor": _srgb_to_linear(color), "metallicFactor": 0.0}}
-        )
+        pbr: dict[str, Any] = {"baseColorFactor": _srgb_to_linear(color), "metallicFactor": 0.0}
+        material: dict[str, Any] = {"name": part.name, "pbrMetallicRoughness": pbr}
+        if textured and part.uvs is not None:
+            uv_view = add_view(np.ascontiguousarray(part.uvs, dtype=np.float32).tobytes(), 34962)
+            gltf["accessors"].append({"bufferView": uv_view, "componentType": 5126, "count": len(v), "type": "VEC2"})
+            attributes["TEXCOORD_0"] = len(gltf["accessors"]) - 1
+            # glTF multiplies factor and texture: white shows the picture as it is.
+            pbr.update(baseColorFactor=[1.0, 1.0, 1.0, 1.0], baseColorTexture={"index": 0, "texCoord": 0})
+            material["extras"] = {FLAT_COLOR_EXTRA: [float(x) for x in color]}
+        gltf["materials"].append(material)
         gltf["meshes"].append(
-            {"name": part.name, "primitives": [{"attributes": {"POSITION": 2 * i}, "indices": 2 * i + 1, "material": i}]}
+            {"name": part.name, "primitives": [{"attributes": attributes, "indices": indices, "material": i}]}
         )
         gltf["nodes"].append({"name": part.name, "mesh": i})
     if variant_seeds and len(variant_seeds) > 1:
@@ -122,6 +151,32 @@ def read_glb_extras(data: bytes) -> dict[str, Any]:
     except (GLBError, KeyError, IndexError, TypeError, AttributeError, ValueError, struct.error):
         return {}
     return extras if isinstance(extras, dict) else {}
+
+
+def read_glb_texture(data: bytes) -> np.ndarray | None:
+    """The one image the parts' base colour textures use (RGBA uint8, top row first), or
+    None when no material has one, when they use several (not our layout: the parts keep
+    their flat colours) or when it is not embedded (an external file)."""
+    try:
+        gltf, binary = _split_chunks(data)
+        used = {
+            m.get("pbrMetallicRoughness", {}).get("baseColorTexture", {}).get("index")
+            for m in gltf.get("materials", [])
+        } - {None}
+        if len(used) != 1:
+            return None
+        image = gltf["images"][gltf["textures"][used.pop()]["source"]]
+        if "bufferView" not in image:
+            return None
+        view = gltf["bufferViews"][image["bufferView"]]
+        start = view.get("byteOffset", 0)
+        encoded = binary[start : start + view["byteLength"]]
+        with Image.open(io.BytesIO(encoded)) as im:
+            return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
+    except GLBError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, OSError, struct.error) as exc:
+        raise GLBError(f"The GLB's texture cannot be read ({exc}).") from exc
 
 
 def read_glb_file(path: str | Path) -> list[PartMesh]:
@@ -226,7 +281,7 @@ def _parts_from_gltf(gltf: dict, binary: bytes) -> list[PartMesh]:
 
 def _mesh_part(gltf: dict, binary: bytes, node: dict, world: np.ndarray, index: int) -> PartMesh:
     mesh = gltf["meshes"][node["mesh"]]
-    verts, faces, base, color = [], [], 0, None
+    verts, faces, uvs, base, color = [], [], [], 0, None
     for prim in mesh["primitives"]:
         if prim.get("mode", 4) != 4:
             continue  # points and lines are not parts
@@ -239,17 +294,32 @@ def _mesh_part(gltf: dict, binary: bytes, node: dict, world: np.ndarray, index: 
             raise GLBError(f"Mesh '{mesh.get('name', index)}' has face indices out of range.")
         verts.append(v)
         faces.append(f + base)
+        if "TEXCOORD_0" in prim["attributes"]:
+            uvs.append(_accessor(gltf, binary, prim["attributes"]["TEXCOORD_0"]).astype(np.float32))
         base += len(v)
         if color is None and "material" in prim:
-            factor = gltf["materials"][prim["material"]].get("pbrMetallicRoughness", {}).get("baseColorFactor")
-            if factor:
+            material = gltf["materials"][prim["material"]]
+            flat = material.get("extras", {}).get(FLAT_COLOR_EXTRA) if isinstance(material.get("extras"), dict) else None
+            factor = material.get("pbrMetallicRoughness", {}).get("baseColorFactor")
+            if flat:
+                color = tuple(float(x) for x in flat)
+            elif factor:
                 color = tuple(_linear_to_srgb(factor))
     if not verts:
         raise GLBError(f"Mesh '{mesh.get('name', index)}' has no triangles.")
     v = np.concatenate(verts)
     v = v @ world[:3, :3].T + world[:3, 3]
     name = node.get("name") or mesh.get("name") or part_name(index)
-    return PartMesh(name=name, vertices=v.astype(np.float32), faces=np.concatenate(faces).astype(np.int32), color=color)
+    uv = np.concatenate(uvs) if len(uvs) == len(verts) else None  # UVs only when every primitive has them
+    return PartMesh(
+        name=name, vertices=v.astype(np.float32), faces=np.concatenate(faces).astype(np.int32), color=color, uvs=uv
+    )
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), mode="RGBA").save(out, format="PNG")
+    return out.getvalue()
 
 
 def _srgb_to_linear(c: tuple[float, ...]) -> list[float]:

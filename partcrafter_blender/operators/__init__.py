@@ -18,11 +18,12 @@ from . import (
     server_consent,
     server_data,
     server_jobs,
+    shading,
     variants,
 )
 
 MODULES = (generate, import_parts, cancel, check_local_engine, server_consent, server_data, server_jobs, variants,
-           explode, parts, regenerate, export_glb)
+           explode, parts, regenerate, export_glb, shading)
 
 _registered: list[type] = []
 

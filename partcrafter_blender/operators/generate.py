@@ -11,6 +11,7 @@ from ..inference import GenerationParams, InputImageError
 from ..inference.params import param_specs
 from ..param_props import unstored, with_param_properties
 from ..preferences import engine_options, get_preferences
+from ..scene.shading import build_with_texture
 from ..scene.variants import build_result, collection_parts
 from ..scene.sources import image_input_from_blender
 from ..server_backend import AfterImport, engine_for, server_poll_problem, uses_server
@@ -130,15 +131,24 @@ def import_outcome(
     context: bpy.types.Context, outcome: GenerationOutcome, size: float, location: tuple[float, float, float]
 ) -> bpy.types.Collection:
     """Main thread: build the parts (each seed variant side by side) into the scene, with
-    their provenance, and select them (the first variant's, when there are several)."""
-    collection = build_result(
-        outcome.result.variants(),
-        collection_name=outcome.image.name,
-        size=size,
-        provenance=provenance(outcome),
-        location=location,
-        parent_collection=context.scene.collection,
-        name_by_part=True,
+    their provenance, and select them (the first variant's, when there are several).
+    A textured result shows its picture unless the preferences ask for flat colours."""
+    result = outcome.result
+    collection = build_with_texture(
+        result.texture,
+        outcome.image.name,
+        get_preferences(context).textured_preview,
+        lambda texture: build_result(
+            result.variants(),
+            collection_name=outcome.image.name,
+            size=size,
+            provenance=provenance(outcome),
+            location=location,
+            parent_collection=context.scene.collection,
+            name_by_part=True,
+            texture=texture,
+        ),
+        collection_parts,
     )
     if collection.children:
         context.view_layer.update()  # the nested variant collections join the view layer

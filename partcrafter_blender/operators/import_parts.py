@@ -14,6 +14,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..inference import PartCrafterError
 from ..preferences import get_preferences
 from ..scene.build import build_parts, part_objects
+from ..scene.shading import build_with_texture
 from ..scene.sources import ImportedResult, read_result_files, read_result_path
 from ._select import select_result
 
@@ -36,13 +37,21 @@ class PARTCRAFTER_OT_import_parts(bpy.types.Operator, ImportHelper):
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
             imported = self._read()
-            collection = build_parts(
-                imported.parts,
-                collection_name=imported.name,
-                size=self.size or get_preferences(context).import_size,
-                provenance=_provenance(imported),
-                location=tuple(context.scene.cursor.location),
-                parent_collection=context.scene.collection,
+            prefs = get_preferences(context)
+            collection = build_with_texture(
+                imported.texture,
+                imported.name,
+                prefs.textured_preview,
+                lambda texture: build_parts(
+                    imported.parts,
+                    collection_name=imported.name,
+                    size=self.size or prefs.import_size,
+                    provenance=_provenance(imported),
+                    location=tuple(context.scene.cursor.location),
+                    parent_collection=context.scene.collection,
+                    texture=texture,
+                ),
+                part_objects,
             )
         except PartCrafterError as exc:
             self.report({"ERROR"}, str(exc))

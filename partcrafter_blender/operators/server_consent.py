@@ -154,6 +154,8 @@ class PARTCRAFTER_OT_server_consent(bpy.types.Operator):
         col.label(text=f"Privacy policy version {self.policy_version}", icon="INFO")
         col.label(text=f"Your image: {self.input_retention or 'see the policy'}")
         col.label(text=f"Results kept {self.result_retention_days} days; everything erased after {self.max_retention_days} days.")
+        # The relief preview's result embeds the (cropped) picture as its texture.
+        col.label(text="A relief preview result carries your picture as its texture: kept and erased with the result.")
         col.prop(self, "result_retention")
         chosen = RESULT_RETENTION_CHOICES[self.result_retention][1]
         if chosen and self.result_retention_days and chosen > self.result_retention_days * 1440:

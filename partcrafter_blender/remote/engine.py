@@ -26,7 +26,7 @@ from ..inference.contract import (
     ProgressEvent,
 )
 from ..inference.errors import Cancelled
-from ..inference.glb import GLBError, read_glb, read_glb_extras
+from ..inference.glb import GLBError, read_glb, read_glb_extras, read_glb_texture
 from .client import Job, ServerClient
 from .consent import ConsentLedger
 from .errors import (
@@ -247,6 +247,7 @@ class RemoteEngine:
         data = self.client.result(job.id)
         try:
             parts = read_glb(data, name=f"The result of job {job.id}")
+            texture = read_glb_texture(data)  # the relief preview's picture, when the server sent one
         except GLBError as exc:
             raise DownloadFailed(
                 f"The result downloaded from {self.client.host} is not a usable model ({exc}). "
@@ -287,6 +288,7 @@ class RemoteEngine:
             failed_parts=failed,
             metadata=metadata,
             variant_seeds=[int(s) for s in extras.get("variant_seeds", [])],
+            texture=texture,
         )
 
     def _poll(self, job: Job, report: ProgressCallback, cancel: CancelToken) -> Job:

@@ -22,6 +22,7 @@ import numpy as np
 from ..inference import PartCrafterError, PartMesh, part_name
 from ..inference.srgb import srgb_to_linear
 from .explode import rig_explode
+from .shading import add_texture, add_uvs
 
 PROP_PREFIX = "partcrafter_"
 
@@ -39,6 +40,7 @@ def build_parts(
     location: Sequence[float] = (0.0, 0.0, 0.0),
     parent_collection: bpy.types.Collection | None = None,
     name_by_part: bool = False,
+    texture: bpy.types.Image | None = None,
 ) -> bpy.types.Collection:
     """Create a new collection (named `collection_name`, made unique by Blender) linked
     under `parent_collection` (default: the scene's master collection) holding one
@@ -50,7 +52,8 @@ def build_parts(
 
     Objects are `<collection>.part_01`, `.part_02`, ... in order, or, with `name_by_part`
     (an engine's result), `<collection>.<part name>` so that a failed part's gap shows and
-    objects, their `partcrafter_part_name` and the GLB nodes agree.
+    objects, their `partcrafter_part_name` and the GLB nodes agree. Parts with UVs get
+    them as a UV map and, given `texture`, a material showing it (scene/shading.py).
     """
     if not parts:
         raise SceneBuildError("There are no parts to import.")
@@ -83,6 +86,9 @@ def build_parts(
             created.append(mesh)
             material = part_material(name, colors[i])
             created.append(material)
+            if texture is not None and part.uvs is not None:
+                add_uvs(mesh, part.uvs)
+                add_texture(material, texture)
             mesh.materials.append(material)
             obj = bpy.data.objects.new(name, mesh)
             created.append(obj)
@@ -128,10 +134,16 @@ def part_objects(collection: bpy.types.Collection) -> list[bpy.types.Object]:
     return sorted(parts, key=lambda o: o[PROP_PREFIX + "part_index"])
 
 
-def gltf_part(obj: bpy.types.Object, color: tuple[float, float, float, float] | None = None, variant: int = 0) -> PartMesh:
+def gltf_part(
+    obj: bpy.types.Object,
+    color: tuple[float, float, float, float] | None = None,
+    variant: int = 0,
+    uvs: np.ndarray | None = None,
+) -> PartMesh:
     """A part object as glTF holds it: the object's own triangles, in world space, in metres,
     Y-up (Blender's (x, y, z) is glTF's (x, z, -y)), so a GLB matches the scene it came from.
-    Call after `view_layer.update()` so that `matrix_world` includes the parent empty."""
+    Call after `view_layer.update()` so that `matrix_world` includes the parent empty.
+    `uvs` are the part's own (build_parts keeps its vertex order)."""
     mesh = obj.data
     co = np.empty(3 * len(mesh.vertices), dtype=np.float32)
     mesh.vertices.foreach_get("co", co)
@@ -141,7 +153,7 @@ def gltf_part(obj: bpy.types.Object, color: tuple[float, float, float, float] | 
     triangles = np.empty(3 * len(mesh.loop_triangles), dtype=np.int32)
     mesh.loop_triangles.foreach_get("vertices", triangles)
     vertices = np.stack([points[:, 0], points[:, 2], -points[:, 1]], axis=1)
-    return PartMesh(obj.name, vertices, triangles.reshape(-1, 3), color, variant)
+    return PartMesh(obj.name, vertices, triangles.reshape(-1, 3), color, variant, uvs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..generation import ImageInput
 from ..inference import InputImageError, PartMesh
-from ..inference.glb import GLBError, read_glb
+from ..inference.glb import GLBError, read_glb, read_glb_texture
 from ..inference.images import read_image_file, sniff_format
 from ..inference.srgb import linear_to_srgb
 
@@ -29,6 +29,7 @@ class ImportedResult:
     name: str  # collection name: the GLB's stem or the folder's name
     sha256: str  # of the GLB bytes; for a folder, of the files' hashes in part order
     source: str
+    texture: np.ndarray | None = None  # the picture a single textured GLB embeds
 
 
 def image_input_from_blender(image: Any) -> ImageInput:
@@ -82,7 +83,8 @@ def read_result_path(path: str | Path) -> ImportedResult:
         raise GLBError(f"Not found: {p}")
     if p.is_file():
         data = p.read_bytes()
-        return ImportedResult(read_glb(data, name=p.name), p.stem, hashlib.sha256(data).hexdigest(), str(p))
+        parts = read_glb(data, name=p.name)
+        return ImportedResult(parts, p.stem, hashlib.sha256(data).hexdigest(), str(p), read_glb_texture(data))
     files = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".glb"), key=_natural_key)
     if not files:
         raise GLBError(f"The folder {p} contains no .glb files.")

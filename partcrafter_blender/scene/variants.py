@@ -27,14 +27,16 @@ def build_result(
     location: Sequence[float],
     parent_collection: bpy.types.Collection,
     name_by_part: bool = False,
+    texture: bpy.types.Image | None = None,
 ) -> bpy.types.Collection:
     """Build the (seed, parts) variants; returns the collection holding the result (the
-    parent collection when there are several). All or nothing, like build_parts, which
-    `name_by_part` is passed to."""
+    parent collection when there are several), every variant showing the one `texture`.
+    All or nothing, like build_parts, which `name_by_part` is passed to."""
     built = [(seed, parts) for seed, parts in variants if parts]  # a variant with no part is reported, not built
     if len(variants) == 1:
         return build_parts(variants[0][1], collection_name=collection_name, size=size, provenance=provenance,
-                           location=location, parent_collection=parent_collection, name_by_part=name_by_part)
+                           location=location, parent_collection=parent_collection, name_by_part=name_by_part,
+                           texture=texture)
     parent = bpy.data.collections.new(f"{collection_name} variants")
     parent[VARIANTS_PROP] = len(built)
     try:
@@ -48,6 +50,7 @@ def build_result(
                 location=(x + k * SPACING * size, y, z),
                 parent_collection=parent,
                 name_by_part=name_by_part,
+                texture=texture,
             )
             root = next(o for o in child.objects if o.parent is None)
             root.show_name = True  # the seed, readable in the viewport

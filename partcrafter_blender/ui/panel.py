@@ -8,6 +8,7 @@ from ..generation import engine_label
 from ..inference.params import param_specs
 from ..operators._job_mixin import job_state
 from ..operators.generate import PARTCRAFTER_OT_generate
+from ..operators.shading import draw_shading_toggle
 from ..operators.variants import PARTCRAFTER_OT_keep_variant
 from ..preferences import get_preferences
 from ..remote.endpoint import destination_label
@@ -74,6 +75,7 @@ class PARTCRAFTER_PT_main(bpy.types.Panel):
             layout.label(text=last)
         if PARTCRAFTER_OT_keep_variant.poll(context):
             layout.operator(PARTCRAFTER_OT_keep_variant.bl_idname, icon="CHECKMARK")
+        draw_shading_toggle(layout, context)
 
 
 class PARTCRAFTER_PT_advanced(bpy.types.Panel):

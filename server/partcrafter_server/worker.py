@@ -216,7 +216,7 @@ def make_glb(engine_for: Any, job_id: str, params: dict[str, Any], pixels: bytes
         )
         t1 = time.perf_counter()
         glb = write_glb(result.parts, extras={"engine": result.engine, "engine_version": result.engine_version},
-                        variant_seeds=result.variant_seeds)
+                        variant_seeds=result.variant_seeds, texture=result.texture)
         t2 = time.perf_counter()
     except Exception as exc:  # an engine bug must fail one job, not the worker
         code = error_code(exc)

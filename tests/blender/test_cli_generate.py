@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from partcrafter_blender.inference.glb import read_glb_extras, read_glb_file
+from partcrafter_blender.inference.glb import read_glb_extras, read_glb_file, read_glb_texture
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -164,7 +164,11 @@ def test_readme_job_with_relief(tmp_path):
     assert 1 <= len(summary["parts"]) <= 3
     assert all(p["vertices"] > 0 and p["faces"] > 0 for p in summary["parts"])
     assert (tmp_path / "out" / "demo.blend").is_file()
-    assert [p.name for p in read_glb_file(tmp_path / "out" / "demo.glb")] == [p["name"] for p in summary["parts"]]
+    glb_parts = read_glb_file(tmp_path / "out" / "demo.glb")
+    assert [p.name for p in glb_parts] == [p["name"] for p in summary["parts"]]
+    # The relief preview's picture travels in the GLB, with every part's UVs.
+    assert read_glb_texture((tmp_path / "out" / "demo.glb").read_bytes()) is not None
+    assert all(p.uvs is not None and len(p.uvs) == len(p.vertices) for p in glb_parts)
 
 
 def test_script_form_as_blender_runs_it(tmp_path):

@@ -76,6 +76,11 @@ def test_same_result_as_the_local_engine(server, user_dir: Path, sample_rgba: np
     for r, loc in zip(remote.parts, local.parts):
         assert r.faces.shape == loc.faces.shape
         np.testing.assert_allclose(r.vertices, loc.vertices, atol=1e-5)
+    # The relief preview's picture and UVs travel in the GLB: the same texture as a local run.
+    assert remote.texture is not None
+    np.testing.assert_array_equal(remote.texture, local.texture)
+    for r, loc in zip(remote.parts, local.parts):
+        np.testing.assert_allclose(r.uvs, loc.uvs, atol=1e-6)
 
 
 def test_no_consent_sends_nothing(server, proxy, user_dir: Path, sample_rgba: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from partcrafter_server.blobs import BlobError, BlobStore, KeyRing
 from partcrafter_server.store import Database
 from server_test_support import Client, ServerProcess
 
-from partcrafter_blender.inference.glb import read_glb
+from partcrafter_blender.inference.glb import read_glb, read_glb_texture
 
 
 def _blob_ids(server: ServerProcess, job_id: str) -> list[tuple[str, str, str]]:
@@ -54,6 +54,23 @@ def test_delete_shreds_key_then_file(client: Client, server: ServerProcess, samp
             blobs.read(blob_id)
     finally:
         _blob_path(server, blob_id).unlink()
+
+
+def test_the_relief_picture_lives_only_inside_the_sealed_result_blob(
+    client: Client, server: ServerProcess, sample_png: bytes
+) -> None:
+    """The textured relief result carries the picture: inside the job's one sealed result
+    blob, so the result's retention, deletion and erasure rules cover it too."""
+    done = client.wait(client.submit(sample_png, {"engine": "relief", "num_parts": 2}).json()["id"])
+    assert done["status"] == "succeeded", done
+    ((blob_id, kind, _),) = _blob_ids(server, done["id"])
+    assert kind == "result"
+    raw = _blob_path(server, blob_id).read_bytes()
+    assert b"PNG" not in raw and b"IHDR" not in raw  # the embedded image is encrypted with the rest
+    downloaded = client.http.get(done["links"]["result"]).content
+    assert read_glb_texture(downloaded) is not None
+    assert client.http.delete(f"/v1/jobs/{done['id']}").status_code == 204
+    assert _blob_ids(server, done["id"]) == [] and not _blob_path(server, blob_id).exists()
 
 
 def test_master_key_rotation_while_serving(client: Client, server: ServerProcess, sample_png: bytes) -> None:

@@ -28,6 +28,7 @@ from .matting import extract_foreground
 from .meshing import build_grid, mesh_parts, object_frame
 from .regenerate import resegment, stored_labels
 from .segmentation import Segmentation, segment
+from .texture import crop_texture, front_uvs
 
 VERSION = "1.0"
 
@@ -110,8 +111,24 @@ class ReliefEngine:
         colours = _part_colours(matte.rgb, seg.labels, seg.count)
         stages["meshing"] = time.perf_counter() - t
 
+        # Original image pixel (x, y) -> frame: X = (x - cx) * scale, Y = (cy - y) * scale.
+        image_to_frame = {
+            "cx": matte.x0 + frame.cx * matte.px,
+            "cy": matte.y0 + frame.cy * matte.py,
+            "scale": frame.scale / matte.px,
+        }
+        t = time.perf_counter()
+        token.raise_if_cancelled()
+        texture = crop_texture(request.image, matte)
+        stages["texture"] = time.perf_counter() - t
         parts = [
-            PartMesh(name=part_name(k), vertices=geometry[k].vertices, faces=geometry[k].faces, color=colours[k])
+            PartMesh(
+                name=part_name(k),
+                vertices=geometry[k].vertices,
+                faces=geometry[k].faces,
+                color=colours[k],
+                uvs=front_uvs(geometry[k].vertices, image_to_frame, texture),
+            )
             for k in indices
         ]
         metadata: dict[str, Any] = {
@@ -121,12 +138,9 @@ class ReliefEngine:
             "grid_step_pixels": round(grid.step * matte.px, 3),
             "triangles": int(sum(len(p.faces) for p in parts)),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
-            # Original image pixel (x, y) -> frame: X = (x - cx) * scale, Y = (cy - y) * scale.
-            "image_to_frame": {
-                "cx": matte.x0 + frame.cx * matte.px,
-                "cy": matte.y0 + frame.cy * matte.py,
-                "scale": frame.scale / matte.px,
-            },
+            "image_to_frame": image_to_frame,
+            # The original pixels the texture shows: x0, y0, width, height.
+            "texture_crop": [texture.x0, texture.y0, texture.width, texture.height],
         }
         if regenerate is not None:
             metadata["regenerated_parts"] = indices
@@ -148,6 +162,7 @@ class ReliefEngine:
             guidance=0.0,
             seconds=time.perf_counter() - started,
             metadata=metadata,
+            texture=texture.pixels,
         )
 
 
