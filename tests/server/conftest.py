@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -34,9 +37,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
-    """One real local Ray cluster for the whole session (starting one takes seconds), always stopped."""
-    cluster = RayCluster(tmp_path_factory.mktemp("ray"))
+def ray_cluster() -> Iterator[RayCluster]:
+    """One real local Ray cluster for the whole session (starting one takes seconds), always stopped.
+    Its folders sit in a short temp folder, not pytest's deep one: Ray's unix socket paths under it
+    must fit in 107 bytes. Removed at exit, after the plaintext scan has read them."""
+    root = Path(tempfile.mkdtemp(prefix="pcray-"))
+    atexit.register(shutil.rmtree, root, True)
+    cluster = RayCluster(root)
     try:
         cluster.start()
         yield cluster
