@@ -12,6 +12,7 @@ from .clock import Clock, system_clock
 from .jobs import JobService
 from .limits import RateLimiter
 from .metrics import Metrics
+from .pacing import Pace
 from .retention import Sweeper
 from .settings import Settings
 from .store import Database
@@ -29,6 +30,7 @@ class ServerContext:
     sweeper: Sweeper
     submit_limiter: RateLimiter
     request_limiter: RateLimiter
+    pace: Pace
     engine_checks: dict[str, str | None] = field(default_factory=dict)  # engine -> why unavailable (None: fine)
 
 
@@ -54,4 +56,5 @@ def build_context(settings: Settings, clock: Clock = system_clock) -> ServerCont
         sweeper=sweeper,
         submit_limiter=RateLimiter(settings.submit_rate_per_minute, clock),
         request_limiter=RateLimiter(settings.request_rate_per_minute, clock),
+        pace=Pace(db, clock),
     )

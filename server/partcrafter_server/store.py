@@ -215,6 +215,18 @@ class Database:
     def queued_count(self) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE status='queued'"))
 
+    def running_count(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE status='running'"))
+
+    def recent_run_seconds(self, limit: int) -> list[float]:
+        """How long the most recently finished jobs ran (canceled ones stopped early, so they are left out)."""
+        rows = self.all(
+            "SELECT finished_at - started_at AS s FROM jobs WHERE status IN ('succeeded','failed')"
+            " AND started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [max(0.0, float(r["s"])) for r in rows]
+
     def active_count(self, owner: str) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM jobs WHERE owner=? AND status IN ('queued','running')", (owner,)))
 

@@ -79,9 +79,9 @@ def _owned(ctx: ServerContext, owner: Owner, job_id: str) -> Job:
     return job
 
 
-def _poll_headers(view: JobOut) -> dict[str, str]:
+def _poll_headers(ctx: ServerContext, view: JobOut) -> dict[str, str]:
     if view.status == "queued":
-        return retry_after(min(30, 1 + (view.queue_position or 1)))
+        return retry_after(ctx.pace.queued_wait(view.queue_position or 1))
     if view.status == "running":
         return retry_after(1)
     return {}
@@ -254,7 +254,7 @@ async def get_job(
     response: Response, job_id: str = JobId, owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(get_ctx)
 ) -> JobOut:
     view = await run_in_threadpool(lambda: _view(ctx, _owned(ctx, owner, job_id)))
-    response.headers.update(_poll_headers(view))
+    response.headers.update(_poll_headers(ctx, view))
     return view
 
 
@@ -314,7 +314,7 @@ def get_result(
             if job.status in ("queued", "running")
             else f"The job {job.status}; it has no result."
         )
-        raise ProblemError(409, "not_ready", detail, _poll_headers(view))
+        raise ProblemError(409, "not_ready", detail, _poll_headers(ctx, view))
     wants_gzip = _accepts_gzip(request.headers.get("accept-encoding", ""))
     etag = f'"{job.result_etag}{"-gzip" if wants_gzip else ""}"'
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "private, no-store"}
