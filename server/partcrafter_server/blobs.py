@@ -200,6 +200,10 @@ def write_sealed(path: Path, sealed: bytes) -> None:
         raise BlobError("refusing to store a blob that is not sealed")
     tmp = path.with_suffix(".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(sealed)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(sealed)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a crash of this call: no orphan .part stays behind
+        tmp.unlink(missing_ok=True)
+        raise

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
 
     # --- limits ------------------------------------------------------------------
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image upload in bytes.")
+    min_free_disk_mb: int = Field(
+        256,
+        ge=0,
+        description="Free space the data folder's file system must keep: below it new jobs are refused (507 `insufficient_storage`) and `/readyz` says why, so running jobs can still record their end. 0: no floor.",
+    )
     max_pixels: int = Field(
         4096 * 4096, ge=64, description="Largest accepted image area (width x height), checked before decoding."
     )

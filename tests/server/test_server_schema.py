@@ -23,6 +23,7 @@ OPERATIONS = [
     ("DELETE", "/v1/me"),
     ("GET", "/v1/policy"),
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
 ]
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from partcrafter_blender.inference import create_engine, engine_names
 from partcrafter_blender.inference.params import param_specs
 
-from .. import holders
+from .. import diskspace, holders
 from ..auth import Owner
 from ..context import ServerContext
 from ..dispatch import Dispatcher
@@ -152,7 +152,7 @@ def _parse_retention(ctx: ServerContext, raw: bytes | None) -> float | None:
     status_code=202,
     response_model=JobOut,
     openapi_extra={"requestBody": _UPLOAD_SCHEMA},
-    responses=responses(*_COMMON, 409, 413, 415, 422, 428, 503),
+    responses=responses(*_COMMON, 409, 413, 415, 422, 428, 503, 507),
     summary="Submit an image for generation",
 )
 async def submit_job(
@@ -221,6 +221,9 @@ async def submit_job(
         )
     if await run_in_threadpool(ctx.db.queued_count) >= s.max_queue:
         raise ProblemError(503, "queue_full", "The server's queue is full; try again shortly.", retry_after(30))
+    short = await run_in_threadpool(diskspace.shortage, s)
+    if short:
+        raise diskspace.insufficient_storage(short)
 
     try:
         clean = await run_in_threadpool(clean_upload, image, s)
@@ -235,6 +238,10 @@ async def submit_job(
         if earlier is None:
             raise
         return await _replay(ctx, owner, earlier, idem[1] if idem else "", response)
+    except (OSError, sqlite3.OperationalError) as exc:  # the disk filled between the floor check and the write
+        if not diskspace.is_disk_full(exc):
+            raise
+        raise diskspace.insufficient_storage("The server's disk is full; nothing of this upload was kept. Try again later.") from None
     dispatcher.wake()
     view = await run_in_threadpool(_view, ctx, job)
     response.headers["Location"] = view.links.self

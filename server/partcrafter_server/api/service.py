@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
+from .. import diskspace
 from ..context import ServerContext
+from ..problems import ProblemError, responses
 from .deps import get_ctx
 from .models import HealthOut, PolicyOut
 
@@ -36,6 +38,21 @@ async def get_policy(ctx: ServerContext = Depends(get_ctx)) -> PolicyOut:
 async def healthz(ctx: ServerContext = Depends(get_ctx)) -> HealthOut:
     ctx.db.scalar("SELECT 1")
     return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    tags=["service"],
+    responses=responses(503),
+    summary="Ready for new jobs (liveness is /healthz): the database answers and the disk is above its floor",
+)
+async def readyz(ctx: ServerContext = Depends(get_ctx)) -> HealthOut:
+    ctx.db.scalar("SELECT 1")
+    short = diskspace.shortage(ctx.settings)
+    if short:  # 503, as readiness probes expect; the code says why
+        raise ProblemError(503, "insufficient_storage", short)
+    return HealthOut(status="ready")
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["service"], responses={200: {"content": {"text/plain": {}}}})
