@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from . import diskspace
 from .blobs import BlobError
 from .jobs import JobGone, JobService
 from .store import Job
@@ -123,10 +124,32 @@ class WorkerSlot:
             service.worker_lost(job_id, self.name, str(lost))
         except JobGone:
             pass  # deleted or taken over while running: its output was discarded
+        except Exception as exc:
+            if not diskspace.is_disk_full(exc):
+                raise
+            self._kill()
+            self._fail_when_space_is_back(job_id)
         finally:
             if self.result_blob:  # not adopted: a partial or abandoned file, never readable
                 service.blobs.unlink([self.result_blob])
             self.job_id = self.result_blob = None
+
+    def _fail_when_space_is_back(self, job_id: str) -> None:
+        """The job's end (or a heartbeat) met a full disk: its result cannot be kept, so fail it, retrying
+        until a write goes through, instead of leaving it `running` until a restart."""
+        log.warning("the disk is full: job %s fails once its end can be recorded", job_id)
+        while not self.pool.stopping.is_set():  # a stop leaves it to recover_after_restart
+            try:
+                self.pool.service.fail(
+                    job_id, self.name, "insufficient_storage", "The server's disk was full when this job ran; please submit again."
+                )
+                return
+            except JobGone:
+                return
+            except Exception as exc:
+                if not diskspace.is_disk_full(exc):
+                    raise
+                time.sleep(1.0)
 
     def _watch(self, job_id: str, data_key: bytes) -> None:
         service, settings = self.pool.service, self.pool.settings

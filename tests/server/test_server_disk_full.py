@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -84,5 +85,26 @@ def test_a_disk_that_fills_up_completely_answers_507_and_leaves_no_orphan_file(s
         assert list((server.data_dir / "blobs").glob("*.part")) == []
         filler.unlink()
         assert c.wait(c.submit(png_bytes(seed=35)).json()["id"])["status"] == "succeeded"
+    finally:
+        c.close()
+
+
+def test_a_job_whose_end_meets_a_full_disk_fails_once_space_is_back_never_stays_running(
+    small_disk_server: ServerProcess,
+) -> None:
+    server = small_disk_server
+    server.env["PARTCRAFTER_SERVER_MIN_FREE_DISK_MB"] = "0"
+    server.start()
+    c = Client(server, server.new_key())
+    try:
+        job = c.submit(png_bytes(seed=36), {"engine": "slow", "steps": 40}).json()
+        c.wait(job["id"], until=("running",))
+        filler = _fill(server.data_dir, 0)  # full while it runs: its heartbeat or its end cannot be written
+        time.sleep(6)  # the job would have ended by now (2 s of work)
+        filler.unlink()
+        done = c.wait(job["id"], timeout=15)  # soon after space is back, not when its lease runs out (60 s)
+        assert done["status"] == "failed" and done["error"]["code"] == "insufficient_storage", done
+        assert list((server.data_dir / "blobs").glob("*.part")) == []
+        assert c.wait(c.submit(png_bytes(seed=37)).json()["id"])["status"] == "succeeded"  # and the worker goes on
     finally:
         c.close()
