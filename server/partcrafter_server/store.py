@@ -1,4 +1,4 @@
-"""Jobs, keys and blob keys in SQLite (WAL), one connection per thread.
+"""Jobs, keys and blob keys in SQLite (WAL), one connection per live thread, closed when its thread ends.
 
 `secure_delete` is on so that erased rows (wrapped data keys above all) are
 overwritten in the database file instead of lingering in free pages, and every
@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -124,6 +125,16 @@ def add_missing_columns(con: sqlite3.Connection) -> None:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
+class ThreadConnection:
+    """One thread's connection, closed as soon as the thread ends and its thread-local values are dropped.
+    A dropped sqlite3 connection is not enough: its statement cache refers back to it, so it (and its database
+    and WAL descriptors) would wait for the cyclic garbage collector, while request threads come and go."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        weakref.finalize(self, con.close)
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,16 +156,16 @@ class Database:
                 pass
 
     def conn(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
+        held = getattr(self._local, "held", None)
+        if held is None:
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA secure_delete=ON")
             con.execute("PRAGMA foreign_keys=ON")
-            self._local.con = con
-        return con
+            held = self._local.held = ThreadConnection(con)
+        return held.con
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
