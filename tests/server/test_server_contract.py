@@ -6,11 +6,12 @@ that breaks the contract the OpenAPI schema states makes the run, and this test,
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from server_test_support import ServerProcess
+from server_test_support import POLICY, Client, ServerProcess
 
 MAX_EXAMPLES = 25
 
@@ -62,3 +63,30 @@ def test_schemathesis_all_checks_pass(server: ServerProcess, tmp_path: Path) -> 
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert server.healthy()
+
+
+def test_wrong_method_lists_every_method_of_the_path(client: Client) -> None:
+    for path, allowed in (("/v1/me", "DELETE, GET, PATCH"), ("/v1/jobs/some-id", "DELETE, GET")):
+        r = client.http.options(path)
+        assert (r.status_code, r.headers.get("Allow"), r.json()["code"]) == (405, allowed, "method_not_allowed")
+
+
+def test_me_flags_are_strict_booleans(client: Client) -> None:
+    for body in ({"analytics_objection": 0}, {"processing_restricted": None}, {"analytics_objection": "true"}):
+        r = client.http.patch("/v1/me", json=body)
+        assert r.status_code == 400, (body, r.text)
+    me = client.http.get("/v1/me").json()
+    assert (me["processing_restricted"], me["analytics_objection"]) == (False, False)
+
+
+def test_an_unknown_upload_field_is_refused_by_name(client: Client, sample_png: bytes) -> None:
+    data = {"params": json.dumps({}), "policy_version": POLICY, "comment": "hi"}
+    r = client.http.post("/v1/jobs", files={"image": ("a.png", sample_png, "image/png")}, data=data)
+    assert r.status_code == 400 and "'comment'" in r.json()["detail"], r.text
+    schema = client.http.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert schema["multipart/form-data"]["schema"]["additionalProperties"] is False
+
+
+def test_an_idempotency_key_outside_its_documented_pattern_is_refused(client: Client, sample_png: bytes) -> None:
+    r = client.submit(sample_png, headers={"Idempotency-Key": "has a space"})
+    assert r.status_code == 400 and "Idempotency-Key" in r.json()["detail"], r.text
