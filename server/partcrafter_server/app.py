@@ -98,9 +98,9 @@ def install_allow_header(app: FastAPI) -> None:
     @app.exception_handler(405)
     async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         template = getattr(request.scope.get("route"), "path", None)
-        methods = sorted(m.upper() for m in app.openapi()["paths"].get(template, {}))
-        allow = {"Allow": ", ".join(methods)} if methods else dict(exc.headers or {})  # a route outside the schema
-        return problems.problem_response(405, "method_not_allowed", f"Use {' or '.join(methods) or 'another method'} here.", allow)
+        documented = ", ".join(sorted(m.upper() for m in app.openapi()["paths"].get(template, {})))
+        allow = documented or (exc.headers or {}).get("Allow", "")  # a route outside the schema keeps Starlette's
+        return problems.problem_response(405, "method_not_allowed", f"This path answers {allow}.", {"Allow": allow})
 
 
 class DataDirBusy(RuntimeError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import sqlite3
 from typing import Any
 
@@ -33,7 +32,7 @@ from .multipart import read_form
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Path(..., min_length=1, max_length=64, description="A job id from POST /v1/jobs.")
-_IDEM_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+_IDEM_PATTERN = r"^[\x21-\x7e]{1,128}$"  # 1-128 visible ASCII characters
 _COMMON = (400, 401, 404, 408, 429)
 
 # What a schema cannot state about the image's content; the server answers 422 invalid_image for it.
@@ -174,7 +173,7 @@ async def submit_job(
     owner: Owner = Depends(get_owner),
     ctx: ServerContext = Depends(get_ctx),
     dispatcher: Dispatcher = Depends(get_dispatcher),
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", pattern=_IDEM_RE.pattern),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", pattern=_IDEM_PATTERN),
 ) -> JobOut:
     s = ctx.settings
     declared = request.headers.get("content-length")
