@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import sqlite3
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..engine_messages import unavailable_reason
 from ..intake import clean_upload
 from ..limits import retry_after
 from ..problems import ProblemError, responses
+from ..settings import Settings
 from ..store import Job
 from .deps import get_ctx, get_dispatcher, get_owner
 from .models import JobOut, JobParams, job_out
@@ -32,8 +32,15 @@ from .multipart import read_form
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Path(..., min_length=1, max_length=64, description="A job id from POST /v1/jobs.")
-_IDEM_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+_IDEM_PATTERN = r"^[\x21-\x7e]{1,128}$"  # 1-128 visible ASCII characters
 _COMMON = (400, 401, 404, 408, 429)
+
+# What a schema cannot state about the image's content; the server answers 422 invalid_image for it.
+_IMAGE_RULES = (
+    "Each side from the server's min_side to max_side pixels "
+    f"({Settings.model_fields['min_side'].default} and {Settings.model_fields['max_side'].default} by default), "
+    "decodable, complete and with nothing appended."
+)
 
 _UPLOAD_SCHEMA = {
     "required": True,
@@ -42,11 +49,12 @@ _UPLOAD_SCHEMA = {
             "schema": {
                 "type": "object",
                 "required": ["image", "params", "policy_version"],
+                "additionalProperties": False,  # any other field is refused (400) and named, never silently dropped
                 "properties": {
-                    "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WEBP."},
-                    "params": {
-                        "type": "string",
-                        "description": f"JSON object: {', '.join(param_specs())} and engine (see JobParams).",
+                    "image": {"type": "string", "format": "binary", "description": f"PNG, JPEG or WEBP. {_IMAGE_RULES}"},
+                    "params": {  # sent as a JSON text (see `encoding`)
+                        **JobParams.model_json_schema(),
+                        "description": f"JSON object: {', '.join(param_specs())} and engine.",
                     },
                     "policy_version": {
                         "type": "string",
@@ -61,7 +69,8 @@ _UPLOAD_SCHEMA = {
                         "shorter, within GET /v1/policy's result_retention_minutes_min/max.",
                     },
                 },
-            }
+            },
+            "encoding": {"params": {"contentType": "application/json"}},
         }
     },
 }
@@ -152,7 +161,10 @@ def _parse_retention(ctx: ServerContext, raw: bytes | None) -> float | None:
     status_code=202,
     response_model=JobOut,
     openapi_extra={"requestBody": _UPLOAD_SCHEMA},
-    responses=responses(*_COMMON, 409, 413, 415, 422, 428, 503, 507),
+    responses={
+        **responses(*_COMMON, 409, 413, 415, 422, 428, 503, 507),
+        422: {**responses(422)[422], "description": f"Invalid parameters, or an image the server cannot take. {_IMAGE_RULES}"},
+    },
     summary="Submit an image for generation",
 )
 async def submit_job(
@@ -161,7 +173,7 @@ async def submit_job(
     owner: Owner = Depends(get_owner),
     ctx: ServerContext = Depends(get_ctx),
     dispatcher: Dispatcher = Depends(get_dispatcher),
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", pattern=_IDEM_PATTERN),
 ) -> JobOut:
     s = ctx.settings
     declared = request.headers.get("content-length")
@@ -192,8 +204,6 @@ async def submit_job(
 
     idem = None
     if idempotency_key is not None:
-        if not _IDEM_RE.match(idempotency_key):
-            raise ProblemError(400, "bad_request", "Idempotency-Key must be 1-128 visible ASCII characters.")
         asked = json.dumps([params, consented, retention_s], sort_keys=True).encode()
         digest = hashlib.sha256(image + asked).hexdigest()
         idem = (idempotency_key, digest)

@@ -103,12 +103,13 @@ class MeOut(BaseModel):
 class MeUpdate(BaseModel):
     """PATCH /v1/me: correction, restriction, objection. Fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict, as the schema reads: a flag is true or false (not 0, "yes" or null); leave it out to keep it.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     label: str | None = Field(None, max_length=LABEL_MAX, description="The key's label (null clears it).")
     contact: str | None = Field(None, max_length=CONTACT_MAX, description="A contact for the operator (null clears it).")
-    processing_restricted: bool | None = Field(None, description="Restrict processing (true) or lift the restriction (false).")
-    analytics_objection: bool | None = Field(None, description="Object to being counted in /metrics (true) or withdraw (false).")
+    processing_restricted: bool = Field(None, description="Restrict processing (true) or lift the restriction (false).")  # type: ignore[assignment]
+    analytics_objection: bool = Field(None, description="Object to being counted in /metrics (true) or withdraw (false).")  # type: ignore[assignment]
 
 
 class DeletedOut(BaseModel):
