@@ -455,6 +455,11 @@ _PROBLEMS: dict[str, tuple[type[RemoteError], str]] = {
         ResultExpired,
         "The result of job {job} on {host} was erased by the server's retention policy ({status}). Run the generation again.",
     ),
+    "result_damaged": (
+        ResultExpired,
+        "The result of job {job} on {host} was damaged in the server's storage and cannot be recovered ({status}). "
+        "Run the generation again.",
+    ),
     "too_large": (UploadRejected, "The server {host} refused the image as too large ({status}){said}"),
     "unsupported_media_type": (UploadRejected, "The server {host} does not accept this kind of file ({status}){said}"),
     "invalid_image": (UploadRejected, "The server {host} rejected the input ({status}){said}"),

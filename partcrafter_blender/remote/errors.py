@@ -70,7 +70,7 @@ class ServerFailed(RemoteError):
 
 
 class ResultExpired(RemoteError):
-    """410: the job's result was erased by the server's retention policy."""
+    """410: the job's result is gone: erased by the server's retention policy, or damaged in its storage."""
 
 
 class DownloadFailed(RemoteError):

@@ -8,22 +8,31 @@ blob deletes its wrapped key first (the file becomes noise), then the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .store import Database
 
 _MAGIC = b"PCB1"
 _NONCE = 12
+_TAG = 16  # AES-GCM's tag, after the ciphertext
+
+log = logging.getLogger("partcrafter_server.blobs")
 
 
 class BlobError(Exception):
     pass
+
+
+class BlobDamaged(BlobError):
+    """The file is there and its key too, but it does not decrypt: a flipped byte, a truncation."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,11 @@ class BlobStore:
 
     def read(self, blob_id: str) -> bytes:
         raw, data_key = self.read_sealed(blob_id)
-        return unseal(blob_id, data_key, raw)
+        try:
+            return unseal(blob_id, data_key, raw)
+        except BlobDamaged as exc:
+            log.error("blob %s is damaged on disk (%s, %d bytes); it cannot be recovered", blob_id, exc, len(raw))
+            raise
 
     def read_sealed(self, blob_id: str) -> tuple[bytes, bytes]:
         """The file's ciphertext and its data key, for a remote worker that opens it in memory itself."""
@@ -184,9 +197,14 @@ def seal(blob_id: str, data_key: bytes, plaintext: bytes) -> bytes:
 
 def unseal(blob_id: str, data_key: bytes, raw: bytes) -> bytes:
     if not raw.startswith(_MAGIC):
-        raise BlobError("blob file is not sealed")
-    nonce, sealed = raw[4 : 4 + _NONCE], raw[4 + _NONCE :]
-    return AESGCM(data_key).decrypt(nonce, sealed, blob_id.encode())
+        raise BlobDamaged("not sealed")
+    if len(raw) < len(_MAGIC) + _NONCE + _TAG:
+        raise BlobDamaged("truncated")
+    nonce, sealed = raw[len(_MAGIC) : len(_MAGIC) + _NONCE], raw[len(_MAGIC) + _NONCE :]
+    try:
+        return AESGCM(data_key).decrypt(nonce, sealed, blob_id.encode())
+    except InvalidTag:  # the tag authenticates every byte: a flip or a cut anywhere ends here
+        raise BlobDamaged("authentication failed") from None
 
 
 def seal_to_file(path: Path, blob_id: str, data_key: bytes, plaintext: bytes) -> None:

@@ -30,6 +30,10 @@ TITLES = {
     507: "Insufficient storage",
 }
 
+# Download (410) and export (listed as unavailable) say the same about a result that is gone.
+RESULT_EXPIRED = "The result was erased by the retention policy."
+RESULT_DAMAGED = "The stored result was damaged on the server's disk and cannot be recovered; run the job again."
+
 
 class Problem(BaseModel):
     type: str

@@ -17,12 +17,13 @@ from partcrafter_blender.inference.params import param_specs
 
 from .. import diskspace, holders
 from ..auth import Owner
+from ..blobs import BlobDamaged
 from ..context import ServerContext
 from ..dispatch import Dispatcher
 from ..engine_messages import unavailable_reason
 from ..intake import clean_upload
 from ..limits import retry_after
-from ..problems import ProblemError, responses
+from ..problems import RESULT_DAMAGED, RESULT_EXPIRED, ProblemError, responses
 from ..settings import Settings
 from ..store import Job
 from .deps import get_ctx, get_dispatcher, get_owner
@@ -323,7 +324,7 @@ def get_result(
 ) -> Response:
     job = _owned(ctx, owner, job_id)
     if job.status == "expired":
-        raise ProblemError(410, "expired", "The result was erased by the retention policy.")
+        raise ProblemError(410, "expired", RESULT_EXPIRED)
     if job.status != "succeeded":
         view = _view(ctx, job)
         detail = (
@@ -338,7 +339,10 @@ def get_result(
     match = request.headers.get("if-none-match", "")
     if etag in [t.strip() for t in match.split(",")] or match.strip() == "*":
         return Response(status_code=304, headers=headers)
-    body = ctx.service.read_result(job)
+    try:
+        body = ctx.service.read_result(job)
+    except BlobDamaged:  # logged by the blob store, without content
+        raise ProblemError(410, "result_damaged", RESULT_DAMAGED) from None
     if wants_gzip:
         body = gzip.compress(body, compresslevel=1)  # level 1: float meshes barely compress; speed wins
         headers["Content-Encoding"] = "gzip"

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Response
 
 from .. import audit, holders
 from ..auth import Owner
-from ..blobs import BlobError
+from ..blobs import BlobDamaged, BlobError
 from ..clock import iso
 from ..context import ServerContext
 from ..dispatch import Dispatcher
-from ..problems import responses
+from ..problems import RESULT_DAMAGED, RESULT_EXPIRED, responses
 from .deps import get_ctx, get_dispatcher, get_owner
 from .models import AuditEventOut, DeletedOut, KeyOut, MeOut, MeUpdate, job_out
 
@@ -88,7 +88,7 @@ def update_me(
     response_class=Response,
     responses={
         200: {
-            "description": "metadata.json and results/<job id>.glb",
+            "description": "metadata.json (with `unavailable_results`: jobs whose result could not be read) and results/<job id>.glb",
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
         },
         **responses(400, 401, 408, 429),
@@ -101,15 +101,23 @@ def export_me(owner: Owner = Depends(get_owner), ctx: ServerContext = Depends(ge
         audit.append(ctx.db, con, now, "me.exported", owner.key_id)
     me = _me(ctx, owner)
     buf = io.BytesIO()  # built in memory: the archive holds meshes, so it never touches disk
+    unavailable = []  # one unreadable result must not cost the holder the rest of the archive
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        meta = {"exported_at": iso(now), "policy_version": ctx.settings.policy_version, **me.model_dump()}
-        z.writestr("metadata.json", json.dumps(meta, indent=2))
         for job in ctx.db.jobs_of(owner.key_id):
             if job.status == "succeeded" and job.result_blob:
                 try:
                     z.writestr(f"results/{job.id}.glb", ctx.blobs.read(job.result_blob))
-                except BlobError:
-                    continue  # erased by retention between the listing and the read
+                except BlobDamaged:  # logged by the blob store, without content
+                    unavailable.append({"job_id": job.id, "code": "result_damaged", "detail": RESULT_DAMAGED})
+                except BlobError:  # erased by retention between the listing and the read
+                    unavailable.append({"job_id": job.id, "code": "expired", "detail": RESULT_EXPIRED})
+        meta = {
+            "exported_at": iso(now),
+            "policy_version": ctx.settings.policy_version,
+            **me.model_dump(),
+            "unavailable_results": unavailable,
+        }
+        z.writestr("metadata.json", json.dumps(meta, indent=2))
     return Response(
         buf.getvalue(),
         media_type="application/zip",
