@@ -10,9 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, AsyncIterator, Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 try:
     import fcntl
@@ -91,18 +89,6 @@ class RequestGuard:
             log.info("%s %s %d %.1fms", scope["method"], route, status["code"], (time.perf_counter() - started) * 1000)
 
 
-def install_allow_header(app: FastAPI) -> None:
-    """A 405 lists every method the path has (RFC 9110), as the OpenAPI schema documents them:
-    Starlette names only those of the first route that matched, and each method is its own route."""
-
-    @app.exception_handler(405)
-    async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        template = getattr(request.scope.get("route"), "path", None)
-        documented = ", ".join(sorted(m.upper() for m in app.openapi()["paths"].get(template, {})))
-        allow = documented or (exc.headers or {}).get("Allow", "")  # a route outside the schema keeps Starlette's
-        return problems.problem_response(405, "method_not_allowed", f"This path answers {allow}.", {"Allow": allow})
-
-
 class DataDirBusy(RuntimeError):
     """Another server holds the data folder."""
 
@@ -164,7 +150,6 @@ def create_app(
     )
     app.state.ctx = ctx
     problems.install(app)
-    install_allow_header(app)
     app.include_router(service.router)
     app.include_router(jobs.router)
     app.include_router(me.router)

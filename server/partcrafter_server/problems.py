@@ -76,13 +76,25 @@ def install(app: FastAPI) -> None:
         return problem_response(400, "bad_request", f"Invalid request: {where}: {first.get('msg', 'invalid value')}.")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-        return problem_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = _documented_methods(app, request) or headers.get("Allow", "")  # a route outside the schema keeps Starlette's
+            headers["Allow"] = allow
+            return problem_response(405, "method_not_allowed", f"This path answers {allow}.", headers)
+        code = {404: "not_found"}.get(exc.status_code, "bad_request")
+        return problem_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
         return problem_response(500, "internal_error", "The server hit an unexpected error; nothing was lost. Try again.")
+
+
+def _documented_methods(app: FastAPI, request: Request) -> str:
+    """Every method the path has (RFC 9110's Allow), as the OpenAPI schema documents them: Starlette names
+    only those of the first route that matched, and each method is its own route."""
+    template = getattr(request.scope.get("route"), "path", None)
+    return ", ".join(sorted(m.upper() for m in app.openapi()["paths"].get(template, {})))
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
