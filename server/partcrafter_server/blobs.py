@@ -157,11 +157,11 @@ class BlobStore:
         )
 
     def read(self, blob_id: str) -> bytes:
-        raw, data_key = self.read_sealed(blob_id)
         try:
+            raw, data_key = self.read_sealed(blob_id)
             return unseal(blob_id, data_key, raw)
         except BlobDamaged as exc:
-            log.error("blob %s is damaged on disk (%s, %d bytes); it cannot be recovered", blob_id, exc, len(raw))
+            log.error("blob %s is damaged on disk (%s); it cannot be recovered", blob_id, exc)
             raise
 
     def read_sealed(self, blob_id: str) -> tuple[bytes, bytes]:
@@ -172,8 +172,8 @@ class BlobStore:
         data_key = self.keyring.unwrap(blob_id, row["master_id"], row["wrapped"])
         try:
             return self.path(blob_id).read_bytes(), data_key
-        except FileNotFoundError as exc:
-            raise BlobError("blob file is missing") from exc
+        except FileNotFoundError:  # its key is kept, so it was lost, not erased: a file is erased after its key
+            raise BlobDamaged("file is missing") from None
 
     def forget_keys(self, con: sqlite3.Connection, blob_ids: list[str]) -> None:
         """Step one of crypto-shredding, inside the caller's transaction."""

@@ -1,4 +1,4 @@
-"""`partcrafter-server serve | keys create | keys list | keys revoke | rotate-master-key | sweep | audit verify | settings`."""
+"""`partcrafter-server serve | keys create | keys list | keys revoke | rotate-master-key | sweep | audit verify | check | settings`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
         lock = hold_data_dir(settings.data_dir)
     except DataDirBusy as exc:
         print(exc, file=sys.stderr)
+        return 1
+    from .dbcheck import startup_problem
+
+    damaged = startup_problem(settings.db_path)
+    if damaged:
+        print(damaged, file=sys.stderr)
         return 1
     try:
         sock = _listen(settings.host, settings.port)
@@ -179,6 +185,27 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Integrity of the database and of the blob files against their keys; exit 1 when something is lost."""
+    from .dbcheck import check
+
+    settings = _settings(args)
+    report = check(settings.db_path, settings.data_dir / "blobs")
+    if report.wal:
+        print(f"{settings.db_path}-wal: the write-ahead log is damaged: {report.wal}.")
+    for problem in report.database:
+        print(f"{settings.db_path}: damaged: {problem}")
+    if report.missing_files:
+        print(f"{len(report.missing_files)} blob file(s) missing: {', '.join(report.missing_files)} (their results answer 410 result_damaged).")
+    if report.orphan_files:
+        print(f"{report.orphan_files} orphan blob file(s) without a key: undecryptable; the retention sweep removes them.")
+    if report.damaged:
+        print("Recovery: docs/server.md, Damaged database.", file=sys.stderr)
+        return 1
+    print(f"Data folder sound: {settings.db_path} passed integrity_check and every blob key has its file.")
+    return 0
+
+
 def _settings_effective(args: argparse.Namespace) -> int:
     """The configuration this command line would run with, and where each value came from."""
     given = _overrides(args)
@@ -236,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_sweep)
     audit_cmd = sub.add_parser("audit", help="Audit log tools.").add_subparsers(dest="audit_command", required=True)
     audit_cmd.add_parser("verify", parents=[common], help="Check the hash chain.").set_defaults(func=_audit_verify)
+    sub.add_parser(
+        "check", parents=[common], help="Check the database (integrity_check) and the blob files; exit 1 when damaged."
+    ).set_defaults(func=_check)
     settings_cmd = sub.add_parser(
         "settings", parents=[common], help="Print the effective settings and where each came from (--reference: Markdown)."
     )

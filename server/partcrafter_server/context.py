@@ -37,7 +37,7 @@ class ServerContext:
 def build_context(settings: Settings, clock: Clock = system_clock) -> ServerContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)  # keys hashes, wrapped keys, audit log: the server's user only
-    db = Database(settings.data_dir / "partcrafter.sqlite3")
+    db = Database(settings.db_path)
     keyring = KeyRing(settings.keys_path)
     blobs = BlobStore(settings.data_dir / "blobs", keyring, db)
     metrics = Metrics()

@@ -231,6 +231,10 @@ class Settings(BaseSettings):
         return min(MIN_RESULT_RETENTION_MINUTES, longest), longest
 
     @property
+    def db_path(self) -> Path:
+        return self.data_dir / "partcrafter.sqlite3"
+
+    @property
     def keys_path(self) -> Path:
         return self.key_dir or self.data_dir / "keys"
 

@@ -1,4 +1,4 @@
-"""A result blob damaged on disk (a flipped byte, a truncation): its download says so, the export delivers the rest."""
+"""A result blob damaged on disk (a flipped byte, a truncation, a deleted file): its download says so, the export delivers the rest."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.parametrize("damage", [_flip_one_byte, _truncate], ids=["flipped_byte", "truncated"])
+def _delete(path: Path) -> None:
+    path.unlink()  # the file is gone, its key is still recorded
+
+
+@pytest.mark.parametrize("damage", [_flip_one_byte, _truncate, _delete], ids=["flipped_byte", "truncated", "file_deleted"])
 def test_damaged_result_is_named_and_the_export_keeps_the_rest(server: ServerProcess, damage) -> None:
     c = Client(server, server.new_key())
     try:
