@@ -21,6 +21,7 @@ from . import __version__, problems
 from .api import jobs, me, service
 from .api.deps import UNCOUNTED
 from .clock import Clock, system_clock
+from .connections import BodyLimit
 from .context import ServerContext, build_context
 from .dispatch import Dispatcher, LocalWorkerPool
 from .metrics import Metrics
@@ -154,4 +155,5 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(me.router)
     app.add_middleware(RequestGuard, timeout_s=settings.request_timeout_s, metrics=ctx.metrics, access_log=settings.access_log)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)  # outermost: refused before the timer starts
     return app

@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import DataDirBusy, create_app, hold_data_dir
+    from .connections import guarded_protocol
 
     try:
         lock = hold_data_dir(settings.data_dir)
@@ -69,6 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,  # uvicorn's line has paths and client addresses; RequestGuard logs instead
         server_header=False,
         timeout_keep_alive=15,
+        limit_concurrency=settings.max_connections,
+        http=guarded_protocol(settings),
         log_config=None,
     )
     uvicorn.Server(config).run(sockets=[sock])  # the socket is bound already: its real port was printed

@@ -20,6 +20,7 @@ TITLES = {
     408: "Request timeout",
     409: "Conflict",
     410: "Gone",
+    411: "Length required",
     413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",

@@ -85,6 +85,22 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         60.0, gt=0, description="Longest time one HTTP request (upload included) may take before 408."
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time a client may take to send a request's line and headers (and an idle new connection to send anything) before it is closed.",
+    )
+    max_connections: int = Field(
+        256, ge=1, description="Concurrent connections; requests beyond it get 503 (uvicorn `limit_concurrency`)."
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, description="Largest request line plus headers in bytes; beyond it 431 and the connection is closed."
+    )
+    max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest request body on every route but the image upload (`POST /v1/jobs`, bounded by `max_upload_bytes`): 413 from its Content-Length, before it is read.",
+    )
     api_docs: bool = Field(
         False,
         description="Serve the interactive API page at /docs (Swagger UI: the viewer's browser loads its scripts from a CDN). /openapi.json is always served.",

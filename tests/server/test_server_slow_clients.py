@@ -1,0 +1,137 @@
+"""Slow and greedy clients against a real server process, over raw sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from server_test_support import Client, ServerProcess, png_bytes
+
+HEADER_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        tmp_path_factory.mktemp("guarded"),
+        env={"PARTCRAFTER_SERVER_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S), "PARTCRAFTER_SERVER_MAX_BODY_BYTES": "4096"},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def _connect(server: ServerProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=30)
+
+
+def _closed_after(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a reset ends it too)."""
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def test_slow_header_lines_are_closed_after_the_header_timeout(guarded: ServerProcess) -> None:
+    socks = [_connect(guarded) for _ in range(5)]
+    started = time.monotonic()
+    for s in socks:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    deadline = started + 4 * HEADER_TIMEOUT_S
+    open_socks = list(socks)
+    while open_socks and time.monotonic() < deadline:  # one header line a second, as a slowloris does
+        for s in list(open_socks):
+            try:
+                s.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                open_socks.remove(s)
+        time.sleep(1.0)
+    for s in socks:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        assert _closed_after(s) == b""  # closed, not answered
+        s.close()
+    assert HEADER_TIMEOUT_S <= time.monotonic() - started < 4 * HEADER_TIMEOUT_S
+    assert guarded.healthy()
+
+
+def test_an_idle_connection_is_closed_after_the_header_timeout(guarded: ServerProcess) -> None:
+    with _connect(guarded) as s:
+        started = time.monotonic()
+        assert _closed_after(s) == b""
+        assert HEADER_TIMEOUT_S - 0.1 <= time.monotonic() - started < 3 * HEADER_TIMEOUT_S  # timed from the accept
+
+
+def _send_head(server: ServerProcess, header_bytes: int) -> bytes:
+    """A GET whose X-Big header has this many bytes; what came back before the connection ended."""
+    with _connect(server) as s:
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * header_bytes + b"\r\n\r\n")
+            return _closed_after(s)
+        except (ConnectionResetError, BrokenPipeError):  # closed while our bytes were still being sent
+            return b""
+
+
+def test_a_huge_header_is_refused(guarded: ServerProcess) -> None:
+    assert _send_head(guarded, 20_000).startswith(b"HTTP/1.1 431 ")  # just over max_header_bytes (16 KiB)
+    assert not _send_head(guarded, 1_000_000).startswith(b"HTTP/1.1 200")  # 1 MB: refused or cut off, never served
+    assert _send_head(guarded, 8_000).startswith(b"HTTP/1.1 200 ")  # under the limit: served
+    assert guarded.healthy()
+
+
+def test_an_oversize_patch_body_is_refused_before_it_is_read(guarded: ServerProcess) -> None:
+    key = guarded.new_key()
+    with _connect(guarded) as s:
+        s.sendall(
+            b"PATCH /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{\"label\": \""
+        )  # 10 MB announced, a few bytes sent: the answer comes without waiting for the rest
+        s.settimeout(5)
+        answer = _closed_after(s)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+    assert b"max_body_bytes" in answer and b"application/problem+json" in answer
+
+
+def test_a_chunked_body_off_the_upload_route_needs_a_length(guarded: ServerProcess) -> None:
+    key = guarded.new_key()
+    with _connect(guarded) as s:
+        s.sendall(
+            b"PATCH /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key.encode()
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"lab\r\n"
+        )
+        s.settimeout(5)
+        answer = _closed_after(s)
+    assert answer.startswith(b"HTTP/1.1 411 "), answer[:80]
+
+
+def test_ordinary_requests_and_an_upload_over_max_body_bytes_still_work(guarded: ServerProcess) -> None:
+    c = Client(guarded, guarded.new_key())
+    try:
+        assert c.http.patch("/v1/me", json={"label": "studio"}).status_code == 200
+        image = png_bytes((256, 256), seed=71, compress_level=0)
+        assert len(image) > 4096  # the upload keeps its own limit, max_upload_bytes
+        assert c.wait(c.submit(image).json()["id"])["status"] == "succeeded"
+    finally:
+        c.close()
+
+
+def test_connections_beyond_max_connections_get_503(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, env={"PARTCRAFTER_SERVER_MAX_CONNECTIONS": "3"})
+    server.start()
+    held = [_connect(server) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        with _connect(server) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.settimeout(5)
+            assert s.recv(65536).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
