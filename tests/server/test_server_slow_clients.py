@@ -135,3 +135,35 @@ def test_connections_beyond_max_connections_get_503(tmp_path: Path) -> None:
         for s in held:
             s.close()
         server.stop()
+
+
+def _nginx_size(value: str) -> int:
+    units = {"k": 1024, "m": 1024 * 1024}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_nginx_example_matches_the_settings() -> None:
+    from partcrafter_server.settings import Settings
+
+    conf = (Path(__file__).resolve().parents[2] / "docs" / "examples" / "nginx-partcrafter.conf").read_text()
+    directives: dict[str, list[list[str]]] = {}
+    for line in conf.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.endswith(";"):
+            name, *args = line[:-1].split()
+            directives.setdefault(name, []).append(args)
+    s = Settings()
+    assert directives["client_header_timeout"] == [[f"{s.header_timeout_s:g}s"]]
+    assert directives["client_body_timeout"] == [[f"{s.request_timeout_s:g}s"]]
+    ((count, size),) = directives["large_client_header_buffers"]
+    assert _nginx_size(size) == s.max_header_bytes
+    upload, me = (_nginx_size(a[0]) for a in directives["client_max_body_size"])
+    assert s.max_upload_bytes < upload <= s.max_upload_bytes + 2 * 1024 * 1024
+    assert me == s.max_body_bytes
+    assert all(_seconds(a[0]) > s.request_timeout_s for a in directives["proxy_read_timeout"])
+    assert {a[0] for a in directives["proxy_pass"]} == {f"http://{s.host}:{s.port}"}
+    assert conf.count("{") == conf.count("}")
+
+
+def _seconds(value: str) -> float:
+    return float(value.removesuffix("s"))
