@@ -85,28 +85,25 @@ def test_a_huge_header_is_refused(guarded: ServerProcess) -> None:
     assert guarded.healthy()
 
 
-def test_an_oversize_patch_body_is_refused_before_it_is_read(guarded: ServerProcess) -> None:
-    key = guarded.new_key()
-    with _connect(guarded) as s:
+def _patch_me_started(server: ServerProcess, framing: bytes, body_start: bytes) -> bytes:
+    """A PATCH /v1/me whose body is only begun; the answer, which must come without the rest of the body."""
+    with _connect(server) as s:
         s.sendall(
-            b"PATCH /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{\"label\": \""
-        )  # 10 MB announced, a few bytes sent: the answer comes without waiting for the rest
+            b"PATCH /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + server.new_key().encode()
+            + b"\r\nContent-Type: application/json\r\n" + framing + b"\r\n\r\n" + body_start
+        )
         s.settimeout(5)
-        answer = _closed_after(s)
+        return _closed_after(s)
+
+
+def test_an_oversize_patch_body_is_refused_before_it_is_read(guarded: ServerProcess) -> None:
+    answer = _patch_me_started(guarded, b"Content-Length: 10000000", b'{"label": "')  # 10 MB announced
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
     assert b"max_body_bytes" in answer and b"application/problem+json" in answer
 
 
 def test_a_chunked_body_off_the_upload_route_needs_a_length(guarded: ServerProcess) -> None:
-    key = guarded.new_key()
-    with _connect(guarded) as s:
-        s.sendall(
-            b"PATCH /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key.encode()
-            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"lab\r\n"
-        )
-        s.settimeout(5)
-        answer = _closed_after(s)
+    answer = _patch_me_started(guarded, b"Transfer-Encoding: chunked", b'5\r\n{"lab\r\n')
     assert answer.startswith(b"HTTP/1.1 411 "), answer[:80]
 
 
