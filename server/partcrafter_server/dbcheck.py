@@ -24,7 +24,8 @@ def wal_problem(db_path: Path) -> str | None:
     """Why the database's write-ahead log is not one SQLite could replay (None: absent, empty or valid)."""
     wal = Path(f"{db_path}-wal")
     try:
-        header = wal.read_bytes()[:_WAL_HEADER]
+        with wal.open("rb") as log:  # the header only: a log can be hundreds of megabytes
+            header = log.read(_WAL_HEADER)
     except FileNotFoundError:
         return None
     if not header:
